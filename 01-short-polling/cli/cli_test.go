@@ -112,7 +112,7 @@ func TestEndToEnd_ClientSurvivesAServerRestartAndReportsTheGap(t *testing.T) {
 
 	require.NoError(t, first.stop(t))
 	client.stderr.WaitFor(t, "retrying in") // the client noticed, and keeps trying
-	second, _ := startServer(t, addr)      // a new run: ids start again at 1
+	second, _ := startServer(t, addr)       // a new run: ids start again at 1
 
 	client.stderr.WaitFor(t, "gap: server cannot resume after update 2; updates may be missing; continuing from 0\n")
 	second.type_(t, "c")
