@@ -122,6 +122,38 @@ func TestBackoff_DoublesWithJitterUpToTheCap(t *testing.T) {
 	assert.LessOrEqual(t, backoff.Delay(1000), time.Second, "no overflow after many failures")
 }
 
+func TestShortPoll_PrintsAnUpdateOnceWhenNothingChanged(t *testing.T) {
+	log := newLog(t, 16, "run-1")
+	mustPublish(t, log, "taxi at the station")
+	polls := make(chan struct{}, 100)
+	countPolls := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next.ServeHTTP(w, r)
+			select {
+			case polls <- struct{}{}:
+			default: // the test has seen enough polls
+			}
+		})
+	}
+	r := receive(t, shortPoll(t, startServer(t, log, countPolls)), "short", 0)
+
+	for range 3 {
+		<-polls // the client asked three times; nothing changed after the first
+	}
+
+	assert.Equal(t, []string{"1 taxi at the station"}, r.stdout.Lines())
+}
+
+func TestShortPoll_PrintsEveryUpdateThatArrivedBetweenPolls(t *testing.T) {
+	log := newLog(t, 16, "run-1")
+	mustPublish(t, log, "taxi at the station", "taxi on the bridge")
+	r := receive(t, shortPoll(t, startServer(t, log, nil)), "short", 0)
+
+	got := r.stdout.WaitForLines(t, 2)
+
+	assert.Equal(t, []string{"1 taxi at the station", "2 taxi on the bridge"}, got)
+}
+
 func TestShortPoll_PrintsEachUpdateOnceInOrder(t *testing.T) {
 	log := newLog(t, 16, "run-1")
 	mustPublish(t, log, "a", "b")

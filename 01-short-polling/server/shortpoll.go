@@ -52,20 +52,18 @@ func parseCursor(r *http.Request) (feed.Cursor, error) {
 	return cursor, nil
 }
 
-// parseID accepts only plain decimal digits: no sign, no spaces, no hex, and
-// nothing beyond uint64.
+// parseID accepts plain decimal digits that fit an id, and says which rule
+// a refused value broke.
 func parseID(s string) (uint64, error) {
 	if s == "" {
 		return 0, errors.New("empty; want an update id such as 42")
 	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("%q is not a non-negative decimal integer", s)
-		}
-	}
 	id, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
+	if errors.Is(err, strconv.ErrRange) {
 		return 0, fmt.Errorf("%q is too large", s)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a non-negative decimal integer", s)
 	}
 	return id, nil
 }

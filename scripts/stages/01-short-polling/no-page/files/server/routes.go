@@ -1,0 +1,13 @@
+package server
+
+import (
+	"net/http"
+
+	"realtime/01-short-polling/feed"
+)
+
+// addRoutes is the whole API of this chapter in one place.
+func addRoutes(mux *http.ServeMux, log *feed.Log) {
+	mux.Handle("POST /publish", handlePublish(log))
+	mux.Handle("GET /updates", handleShortPoll(log))
+}
