@@ -1,0 +1,3 @@
+module fixture/01-one
+
+go 1.26

@@ -1,0 +1,3 @@
+module fixture/02-two
+
+go 1.26
