@@ -21,6 +21,40 @@ function pane(id) {
   };
 }
 
+// follower keeps a pane's cursor: it shows what a poll answered, says so
+// when the server cannot resume, and never shows an update twice.
+function follower(view) {
+  let after = 0;
+  let epoch = "";
+  return {
+    get after() { return after; },
+    // query returns the poll's parameters: the cursor, and any extra ones.
+    query(extra) {
+      const query = new URLSearchParams({ after: String(after), ...extra });
+      if (epoch) query.set("epoch", epoch);
+      return query;
+    },
+    // take handles one answer of GET /updates; it throws on an error status.
+    async take(answer) {
+      if (answer.status === 410) {
+        const body = await answer.json();
+        view.gap("server cannot resume after " + after + "; continuing from " + body.last);
+        after = body.last;
+        epoch = body.epoch;
+        return;
+      }
+      if (!answer.ok) throw new Error("HTTP " + answer.status);
+      const body = await answer.json();
+      epoch = body.epoch;
+      for (const update of body.updates) {
+        if (update.id <= after) continue;
+        view.show(update);
+        after = update.id;
+      }
+    },
+  };
+}
+
 document.getElementById("publish").addEventListener("submit", async (event) => {
   event.preventDefault();
   const input = document.getElementById("text");
