@@ -1,0 +1,15 @@
+package server
+
+import (
+	"net/http"
+
+	"realtime/02-long-polling/feed"
+)
+
+// addRoutes is the whole API of this chapter in one place.
+func addRoutes(mux *http.ServeMux, log *feed.Log) {
+	mux.Handle("GET /{$}", handlePage())
+	mux.Handle("GET /page/", handlePageFiles())
+	mux.Handle("POST /publish", handlePublish(log))
+	mux.Handle("GET /updates", handleLongPoll(log, handleShortPoll(log)))
+}

@@ -1,0 +1,35 @@
+// Package server is the HTTP face of the update log: one handler per
+// strategy, all reading the same feed.Log.
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"realtime/02-long-polling/feed"
+)
+
+// New returns the handler for every route of this chapter, reading from and
+// publishing to log.
+func New(log *feed.Log) http.Handler {
+	mux := http.NewServeMux()
+	addRoutes(mux, log)
+	return mux
+}
+
+// writeJSON answers with v as JSON. Poll answers must never be cached: a
+// cached answer is a stale cursor.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	// The status is sent; an encoding error now means the client went away.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// gapAnswer is what every strategy says when it cannot resume a cursor: where
+// the client should continue from.
+type gapAnswer struct {
+	Last  uint64 `json:"last"`
+	Epoch string `json:"epoch"`
+}
