@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -217,14 +216,4 @@ func TestLongPoll_RefusesMalformedWaits(t *testing.T) {
 			assert.Equal(t, tt.reason+"\n", body)
 		})
 	}
-}
-
-func TestLongPoll_ZeroWaitAnswersAtOnce(t *testing.T) {
-	srv, _ := start(t, 8)
-
-	resp, got := getUpdates(t, srv, "?after=0&wait=0s")
-
-	require.Equal(t, http.StatusOK, resp.StatusCode, "wait=0 is a short poll")
-	assert.Equal(t, poll{Updates: []feed.Update{}, Last: 0, Epoch: "run-1"}, got)
-	assert.NotContains(t, strings.ToLower(resp.Header.Get("Content-Type")), "text/plain")
 }

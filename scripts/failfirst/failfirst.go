@@ -9,6 +9,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -104,38 +105,24 @@ func CheckChapter(ctx context.Context, prev, next string) ([]Result, error) {
 		return nil, nil
 	}
 
-	scratch, err := os.MkdirTemp("", "failfirst-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(scratch)
-	copyOfPrev := filepath.Join(scratch, filepath.Base(prev))
-	if err := os.CopyFS(copyOfPrev, os.DirFS(prev)); err != nil {
-		return nil, fmt.Errorf("copy %s: %w", prev, err)
+	// Each changed file is judged on its own copy of the earlier chapter, so a
+	// file that cannot build there does not hide how its neighbours fare.
+	var files []string
+	byFile := make(map[string][]testFunc)
+	for _, t := range changed {
+		if byFile[t.file] == nil {
+			files = append(files, t.file)
+		}
+		byFile[t.file] = append(byFile[t.file], t)
 	}
 	rewrite := strings.NewReplacer(nextModule, prevModule)
-	copied := make(map[string]bool)
-	for _, t := range changed {
-		if copied[t.file] {
-			continue
-		}
-		copied[t.file] = true
-		data, err := os.ReadFile(filepath.Join(next, t.file))
+	before := make(map[string]Outcome)
+	for _, file := range files {
+		outcomes, err := runOnCopy(ctx, prev, filepath.Join(next, file), file, rewrite, byFile[file])
 		if err != nil {
 			return nil, err
 		}
-		target := filepath.Join(copyOfPrev, t.file)
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(target, []byte(rewrite.Replace(string(data))), 0o644); err != nil {
-			return nil, err
-		}
-	}
-
-	before, err := runTests(ctx, copyOfPrev, changed)
-	if err != nil {
-		return nil, err
+		maps.Copy(before, outcomes)
 	}
 	after, err := runTests(ctx, next, changed)
 	if err != nil {
@@ -147,6 +134,32 @@ func CheckChapter(ctx context.Context, prev, next string) ([]Result, error) {
 		results = append(results, Result{File: t.file, Test: t.name, Before: before[key], After: after[key]})
 	}
 	return results, nil
+}
+
+// runOnCopy copies chapter to a scratch folder, puts source (rewritten) at
+// rel in it, and runs tests there.
+func runOnCopy(ctx context.Context, chapter, source, rel string, rewrite *strings.Replacer, tests []testFunc) (map[string]Outcome, error) {
+	scratch, err := os.MkdirTemp("", "failfirst-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(scratch)
+	copied := filepath.Join(scratch, filepath.Base(chapter))
+	if err := os.CopyFS(copied, os.DirFS(chapter)); err != nil {
+		return nil, fmt.Errorf("copy %s: %w", chapter, err)
+	}
+	data, err := os.ReadFile(source)
+	if err != nil {
+		return nil, err
+	}
+	target := filepath.Join(copied, rel)
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(target, []byte(rewrite.Replace(string(data))), 0o644); err != nil {
+		return nil, err
+	}
+	return runTests(ctx, copied, tests)
 }
 
 func modulePath(chapter string) (string, error) {
