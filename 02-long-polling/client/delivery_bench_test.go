@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -38,6 +39,36 @@ func BenchmarkDelivery(b *testing.B) {
 	}
 }
 
+// BenchmarkIdleRoundTrip is the floor under BenchmarkDelivery's latency: one
+// plain net/http GET on a kept-alive loopback connection, started at the same
+// random times, so that the machine is as idle before each as it is before a
+// publish. No strategy delivers faster than the machine wakes up to do this.
+//
+//	go test -run '^$' -bench 'Delivery|IdleRoundTrip' -benchtime 200x ./client/
+func BenchmarkIdleRoundTrip(b *testing.B) {
+	const rate = 2
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"updates":[],"last":0,"epoch":"floor"}`))
+	}))
+	defer srv.Close()
+	latencies := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		time.Sleep(time.Duration(rand.ExpFloat64() / rate * float64(time.Second)))
+		start := time.Now()
+		resp, err := srv.Client().Get(srv.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		latencies = append(latencies, time.Since(start))
+	}
+	slices.Sort(latencies)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(percentile(latencies, 0.50)), "p50-ms")
+	b.ReportMetric(ms(percentile(latencies, 0.99)), "p99-ms")
+}
+
 func benchmarkDelivery(b *testing.B, strategy string, interval time.Duration, rate float64) {
 	log, err := feed.New(feed.DefaultHistory)
 	if err != nil {
@@ -57,7 +88,7 @@ func benchmarkDelivery(b *testing.B, strategy string, interval time.Duration, ra
 	base, _ := url.Parse(srv.URL)
 
 	receipts := newReceipts(b.N)
-	receiver, err := client.NewStrategy(strategy, client.Config{Server: base, Interval: interval})
+	receiver, err := client.NewStrategy(strategy, client.Config{Server: base, Interval: interval, Wait: 30 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}

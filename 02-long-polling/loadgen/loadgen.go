@@ -27,6 +27,9 @@ type Config struct {
 	Interval    time.Duration // short polling: time between one client's polls
 	Duration    time.Duration // how long to measure, after every client has started once
 	PublishRate float64       // updates per second published while measuring
+	Wait        time.Duration // long polling: the wait each poll asks for
+	Rounds      int           // long polling: broadcasts to measure
+	Ramp        int           // long polling: new connections per second
 }
 
 // Run parses args, generates the load, and prints a report on stdout.
@@ -34,12 +37,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	serverURL := fs.String("server", "http://127.0.0.1:8080", "the server's base URL")
-	strategy := fs.String("strategy", "short", "load to generate: short")
+	strategy := fs.String("strategy", "short", "load to generate: short, long")
 	var cfg Config
 	fs.IntVar(&cfg.Clients, "clients", 1000, "concurrent clients, one connection each")
 	fs.DurationVar(&cfg.Interval, "interval", time.Second, "short polling: time between one client's polls")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to measure")
-	fs.Float64Var(&cfg.PublishRate, "publish-rate", 10, "updates per second published during the run")
+	fs.Float64Var(&cfg.PublishRate, "publish-rate", 10, "short polling: updates per second published during the run")
+	fs.DurationVar(&cfg.Wait, "wait", 60*time.Second, "long polling: the wait each poll asks for")
+	fs.IntVar(&cfg.Rounds, "rounds", 3, "long polling: broadcasts to measure")
+	fs.IntVar(&cfg.Ramp, "ramp", 2000, "long polling: new connections per second while the clients start")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -48,8 +54,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-server %q: want a URL such as http://127.0.0.1:8080", *serverURL)
 	}
 	cfg.Server = base
-	if cfg.Clients < 1 || cfg.Interval <= 0 || cfg.Duration <= 0 || cfg.PublishRate < 0 {
-		return errors.New("-clients, -interval and -duration must be positive, -publish-rate not negative")
+	if cfg.Clients < 1 || cfg.Interval <= 0 || cfg.Duration <= 0 || cfg.PublishRate < 0 ||
+		cfg.Wait <= 0 || cfg.Rounds < 1 || cfg.Ramp < 1 {
+		return errors.New("-clients, -interval, -duration, -wait, -rounds and -ramp must be positive, -publish-rate not negative")
 	}
 	switch *strategy {
 	case "short":
@@ -59,8 +66,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, report)
 		return nil
+	case "long":
+		report, err := LongPoll(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, report)
+		return nil
 	}
-	return fmt.Errorf("-strategy %q: this chapter generates: short", *strategy)
+	return fmt.Errorf("-strategy %q: this chapter generates: short, long", *strategy)
 }
 
 // newHTTPClient returns a client that keeps one connection per load client.
@@ -124,6 +138,19 @@ func (s *samples) summary(over time.Duration) string {
 	return fmt.Sprintf("%d answers (%.0f/s), %d errors; answer time p50 %v, p99 %v, max %v",
 		len(sorted), float64(len(sorted))/over.Seconds(), s.errs.Load(),
 		round(pct(0.50)), round(pct(0.99)), round(pct(1)))
+}
+
+// summaryOf renders how many of want answered and their percentiles.
+func (s *samples) summaryOf(want int) string {
+	sorted := slices.Sorted(slices.Values(s.all))
+	pct := func(p float64) time.Duration {
+		if len(sorted) == 0 {
+			return 0
+		}
+		return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+	}
+	return fmt.Sprintf("%d of %d clients answered; publish to answer p50 %v, p99 %v, max %v",
+		len(sorted), want, round(pct(0.50)), round(pct(0.99)), round(pct(1)))
 }
 
 func round(d time.Duration) time.Duration {
