@@ -57,6 +57,29 @@ func (p *program) stop(tb testing.TB) error {
 	}
 }
 
+// waitForLines waits for n lines on the program's standard output. If the
+// program returns first, the test stops at once with the program's error.
+func (p *program) waitForLines(tb testing.TB, n int) []string {
+	tb.Helper()
+	returned := make(chan error, 1)
+	require.Eventually(tb, func() bool {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			returned <- err
+			return true
+		default:
+			return len(p.stdout.Lines()) >= n
+		}
+	}, testkit.WaitTimeout, time.Millisecond, "waiting for %d lines; have:\n%s", n, &p.stdout)
+	select {
+	case err := <-returned:
+		tb.Fatalf("the program returned before printing %d lines: %v\nstdout:\n%s", n, err, &p.stdout)
+	default:
+	}
+	return p.stdout.Lines()
+}
+
 // type_ types lines into the program's standard input.
 func (p *program) type_(tb testing.TB, lines ...string) {
 	tb.Helper()
@@ -84,7 +107,7 @@ func TestEndToEnd_WhatIsTypedIntoTheServerIsPrintedByTheClient(t *testing.T) {
 	srv.stdout.WaitFor(t, "published 2")
 	srv.type_(t, "arrived")
 
-	got := client.stdout.WaitForLines(t, 3)
+	got := client.waitForLines(t, 3)
 	want := []string{
 		"1 driver at 51.5074,-0.1278",
 		"2 driver at 51.5080,-0.1281",
@@ -99,10 +122,10 @@ func TestEndToEnd_LongPollingClientPrintsWhatIsTypedWithoutWaitingForAnInterval(
 	client := start(t, cli.RunClient, "client", "-server", url, "-strategy", "long", "-interval", "1h", "-wait", "30s")
 
 	srv.type_(t, "driver at 51.5074,-0.1278")
-	client.stdout.WaitForLines(t, 1)
+	client.waitForLines(t, 1)
 	srv.type_(t, "arrived")
 
-	got := client.stdout.WaitForLines(t, 2)
+	got := client.waitForLines(t, 2)
 	assert.Empty(t, cmp.Diff([]string{"1 driver at 51.5074,-0.1278", "2 arrived"}, got), "(-want +got)")
 	assert.Empty(t, client.stderr.String())
 }
@@ -133,7 +156,7 @@ func TestEndToEnd_JSONLinesCarryStrategyAndLatency(t *testing.T) {
 
 	srv.type_(t, "hello")
 
-	line := client.stdout.WaitForLines(t, 1)[0]
+	line := client.waitForLines(t, 1)[0]
 	assert.Regexp(t, `^\{"id":1,"data":"hello","time":"[^"]+","strategy":"short","latency_ms":[0-9.]+\}$`, line)
 }
 
@@ -142,7 +165,7 @@ func TestEndToEnd_ClientSurvivesAServerRestartAndReportsTheGap(t *testing.T) {
 	addr := strings.TrimPrefix(url, "http://")
 	client := start(t, cli.RunClient, "client", "-server", url, "-interval", "5ms")
 	first.type_(t, "a", "b")
-	client.stdout.WaitForLines(t, 2)
+	client.waitForLines(t, 2)
 
 	require.NoError(t, first.stop(t))
 	client.stderr.WaitFor(t, "retrying in") // the client noticed, and keeps trying
@@ -151,7 +174,7 @@ func TestEndToEnd_ClientSurvivesAServerRestartAndReportsTheGap(t *testing.T) {
 	client.stderr.WaitFor(t, "gap: server cannot resume after update 2; updates may be missing; continuing from 0\n")
 	second.type_(t, "c")
 
-	got := client.stdout.WaitForLines(t, 3)
+	got := client.waitForLines(t, 3)
 	assert.Empty(t, cmp.Diff([]string{"1 a", "2 b", "1 c"}, got), "(-want +got)")
 }
 
