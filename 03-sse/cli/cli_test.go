@@ -1,0 +1,257 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"realtime/03-sse/cli"
+	"realtime/03-sse/internal/testkit"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// program is RunServer or RunClient running in the background.
+type program struct {
+	stdin          *io.PipeWriter
+	stdout, stderr testkit.Buffer
+	cancel         context.CancelFunc
+	done           chan error
+}
+
+type runFunc func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error
+
+func start(tb testing.TB, run runFunc, args ...string) *program {
+	tb.Helper()
+	stdinReader, stdinWriter := io.Pipe()
+	p := &program{stdin: stdinWriter, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	go func() { p.done <- run(ctx, args, stdinReader, &p.stdout, &p.stderr) }()
+	tb.Cleanup(func() { p.stop(tb) })
+	return p
+}
+
+// stop ends the program as SIGINT would, and waits for it to return.
+func (p *program) stop(tb testing.TB) error {
+	tb.Helper()
+	p.cancel()
+	p.stdin.Close()
+	select {
+	case err := <-p.done:
+		p.done <- err // a second stop sees the same result
+		return err
+	case <-time.After(testkit.WaitTimeout):
+		tb.Fatal("the program did not return after its context ended")
+		return nil
+	}
+}
+
+// waitForLines waits for n lines on the program's standard output. If the
+// program returns first, the test stops at once with the program's error.
+func (p *program) waitForLines(tb testing.TB, n int) []string {
+	tb.Helper()
+	returned := make(chan error, 1)
+	require.Eventually(tb, func() bool {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			returned <- err
+			return true
+		default:
+			return len(p.stdout.Lines()) >= n
+		}
+	}, testkit.WaitTimeout, time.Millisecond, "waiting for %d lines; have:\n%s", n, &p.stdout)
+	select {
+	case err := <-returned:
+		tb.Fatalf("the program returned before printing %d lines: %v\nstdout:\n%s", n, err, &p.stdout)
+	default:
+	}
+	return p.stdout.Lines()
+}
+
+// type_ types lines into the program's standard input.
+func (p *program) type_(tb testing.TB, lines ...string) {
+	tb.Helper()
+	for _, line := range lines {
+		_, err := io.WriteString(p.stdin, line+"\n")
+		require.NoError(tb, err)
+	}
+}
+
+var servingOn = regexp.MustCompile(`serving on (http://\S+)`)
+
+// startServer runs the real server on addr and returns its base URL.
+func startServer(tb testing.TB, addr string, args ...string) (*program, string) {
+	tb.Helper()
+	srv := start(tb, cli.RunServer, append([]string{"server", "-addr", addr}, args...)...)
+	srv.stdout.WaitFor(tb, "serving on")
+	return srv, servingOn.FindStringSubmatch(srv.stdout.String())[1]
+}
+
+func TestEndToEnd_WhatIsTypedIntoTheServerIsPrintedByTheClient(t *testing.T) {
+	srv, url := startServer(t, "127.0.0.1:0")
+	client := start(t, cli.RunClient, "client", "-server", url, "-interval", "5ms")
+
+	srv.type_(t, "driver at 51.5074,-0.1278", "", "driver at 51.5080,-0.1281")
+	srv.stdout.WaitFor(t, "published 2")
+	srv.type_(t, "arrived")
+
+	got := client.waitForLines(t, 3)
+	want := []string{
+		"1 driver at 51.5074,-0.1278",
+		"2 driver at 51.5080,-0.1281",
+		"3 arrived",
+	}
+	assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
+	assert.Empty(t, client.stderr.String())
+}
+
+func TestEndToEnd_LongPollingClientPrintsWhatIsTypedWithoutWaitingForAnInterval(t *testing.T) {
+	srv, url := startServer(t, "127.0.0.1:0")
+	client := start(t, cli.RunClient, "client", "-server", url, "-strategy", "long", "-interval", "1h", "-wait", "30s")
+
+	srv.type_(t, "driver at 51.5074,-0.1278")
+	client.waitForLines(t, 1)
+	srv.type_(t, "arrived")
+
+	got := client.waitForLines(t, 2)
+	assert.Empty(t, cmp.Diff([]string{"1 driver at 51.5074,-0.1278", "2 arrived"}, got), "(-want +got)")
+	assert.Empty(t, client.stderr.String())
+}
+
+func TestEndToEnd_SSEClientPrintsWhatIsTypedFromOneStream(t *testing.T) {
+	srv, url := startServer(t, "127.0.0.1:0")
+	client := start(t, cli.RunClient, "client", "-server", url, "-strategy", "sse", "-json")
+
+	srv.type_(t, "driver at 51.5074,-0.1278")
+	srv.type_(t, "arrived")
+
+	got := client.waitForLines(t, 2)
+	assert.Regexp(t, `^\{"id":1,"data":"driver at 51.5074,-0.1278","time":"[^"]+","strategy":"sse","latency_ms":[0-9.]+\}$`, got[0])
+	assert.Regexp(t, `^\{"id":2,"data":"arrived",.*"strategy":"sse"`, got[1])
+	assert.Empty(t, client.stderr.String())
+}
+
+func TestServer_ReportsGoroutinesAndMemoryOnlyWithDebug(t *testing.T) {
+	_, plain := startServer(t, "127.0.0.1:0")
+	resp, err := http.Get(plain + "/debug/runtime")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "not without -debug")
+
+	_, debug := startServer(t, "127.0.0.1:0", "-debug")
+	resp, err = http.Get(debug + "/debug/runtime")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var stats map[string]uint64
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&stats))
+
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	for _, key := range []string{"goroutines", "heap_inuse_bytes", "stack_inuse_bytes", "sys_bytes"} {
+		assert.NotZero(t, stats[key], key)
+	}
+}
+
+func TestEndToEnd_JSONLinesCarryStrategyAndLatency(t *testing.T) {
+	srv, url := startServer(t, "127.0.0.1:0")
+	client := start(t, cli.RunClient, "client", "-server", url, "-interval", "5ms", "-json")
+
+	srv.type_(t, "hello")
+
+	line := client.waitForLines(t, 1)[0]
+	assert.Regexp(t, `^\{"id":1,"data":"hello","time":"[^"]+","strategy":"short","latency_ms":[0-9.]+\}$`, line)
+}
+
+func TestEndToEnd_ClientSurvivesAServerRestartAndReportsTheGap(t *testing.T) {
+	first, url := startServer(t, "127.0.0.1:0")
+	addr := strings.TrimPrefix(url, "http://")
+	client := start(t, cli.RunClient, "client", "-server", url, "-interval", "5ms")
+	first.type_(t, "a", "b")
+	client.waitForLines(t, 2)
+
+	require.NoError(t, first.stop(t))
+	client.stderr.WaitFor(t, "retrying in") // the client noticed, and keeps trying
+	second, _ := startServer(t, addr)       // a new run: ids start again at 1
+
+	client.stderr.WaitFor(t, "gap: server cannot resume after update 2; updates may be missing; continuing from 0\n")
+	second.type_(t, "c")
+
+	got := client.waitForLines(t, 3)
+	assert.Empty(t, cmp.Diff([]string{"1 a", "2 b", "1 c"}, got), "(-want +got)")
+}
+
+func TestServer_PublishesLinesAndRefusesOnesTooLong(t *testing.T) {
+	srv, url := startServer(t, "127.0.0.1:0")
+
+	srv.type_(t, "first\r", strings.Repeat("x", 64<<10+1), "second")
+	srv.stdout.WaitFor(t, "published 2")
+
+	assert.Equal(t, "not published: update text is larger than 65536 bytes\n", srv.stderr.String())
+	resp, err := http.Get(url + "/updates")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Regexp(t, `"data":"first".*"data":"second"`, string(body), "the \\r of a CRLF line end is not part of the text")
+}
+
+func TestServer_KeepsServingAfterStdinCloses(t *testing.T) {
+	srv, url := startServer(t, "127.0.0.1:0")
+
+	require.NoError(t, srv.stdin.Close())
+	srv.stdout.WaitFor(t, "stdin closed; still serving")
+
+	resp, err := http.Post(url+"/publish", "text/plain", strings.NewReader("still here"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+}
+
+func TestServer_ShutsDownCleanlyWhenItsContextEnds(t *testing.T) {
+	srv, _ := startServer(t, "127.0.0.1:0")
+	assert.NoError(t, srv.stop(t))
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		run     runFunc
+		args    []string
+		message string
+	}{
+		{"unknown strategy", cli.RunClient, []string{"-strategy", "pigeon"}, `unknown strategy "pigeon": choose one of short, long, sse`},
+		{"a later chapter's strategy", cli.RunClient, []string{"-strategy", "ws"}, `unknown strategy "ws": it is taught in a later chapter; this chapter speaks short, long, sse`},
+		{"wait zero", cli.RunClient, []string{"-strategy", "long", "-wait", "0s"}, "-wait 0s: must be more than 0 and at most 1m0s"},
+		{"wait over a minute", cli.RunClient, []string{"-strategy", "long", "-wait", "2m"}, "-wait 2m0s: must be more than 0 and at most 1m0s"},
+		{"server URL without scheme", cli.RunClient, []string{"-server", "127.0.0.1:8080"}, `-server "127.0.0.1:8080": want a URL such as http://127.0.0.1:8080`},
+		{"interval zero", cli.RunClient, []string{"-interval", "0s"}, "-interval 0s: must be positive"},
+		{"malformed after", cli.RunClient, []string{"-after", "-3"}, `invalid value "-3" for flag -after: parse error`},
+		{"stray argument", cli.RunClient, []string{"extra"}, `unexpected arguments: ["extra"]`},
+		{"public address without -expose", cli.RunServer, []string{"-addr", "0.0.0.0:8080"}, `-addr "0.0.0.0:8080" is not a loopback address; add -expose to listen on it`},
+		{"address without port", cli.RunServer, []string{"-addr", "127.0.0.1"}, `-addr "127.0.0.1": address 127.0.0.1: missing port in address`},
+		{"history zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-history", "0"}, "-history: history must be at least 1, got 0"},
+		{"heartbeat zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-heartbeat", "0s"}, "-heartbeat 0s: must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr testkit.Buffer
+			err := tt.run(context.Background(), append([]string{"prog"}, tt.args...), strings.NewReader(""), &stdout, &stderr)
+
+			var usage cli.UsageError
+			require.ErrorAs(t, err, &usage)
+			assert.EqualError(t, err, tt.message)
+			assert.Equal(t, 2, cli.ExitCode("prog", err, io.Discard))
+		})
+	}
+}

@@ -1,0 +1,119 @@
+// Package client receives updates from the server with one of several
+// strategies and prints each exactly once, in order.
+//
+// Every strategy implements Strategy and reports to a Session, which owns the
+// cursor and the output: what to print, what is a duplicate, and what is a
+// gap are decided once, here, for all of them.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// A Strategy receives updates after the session's cursor and hands them to
+// the session until ctx ends or the connection fails. It returns the failure;
+// Run reconnects.
+type Strategy interface {
+	Receive(ctx context.Context, s *Session) error
+}
+
+// Config is what every strategy may need.
+type Config struct {
+	Server   *url.URL      // the server's base URL, such as http://127.0.0.1:8080
+	HTTP     *http.Client  // nil means a client with no overall timeout
+	Interval time.Duration // short polling: time between polls
+	Wait     time.Duration // long polling: how long the server may hold a poll
+}
+
+// ErrUnknownStrategy is returned by NewStrategy for a name it does not know.
+var ErrUnknownStrategy = errors.New("unknown strategy")
+
+// Strategies lists the strategies this chapter's client speaks.
+func Strategies() []string { return []string{"short", "long", "sse"} }
+
+// NewStrategy returns the strategy called name.
+func NewStrategy(name string, cfg Config) (Strategy, error) {
+	if cfg.HTTP == nil {
+		cfg.HTTP = &http.Client{}
+	}
+	switch name {
+	case "short":
+		return &ShortPoll{cfg: cfg}, nil
+	case "long":
+		return &LongPoll{cfg: cfg}, nil
+	case "sse":
+		return &SSE{cfg: cfg}, nil
+	case "ws", "webhook", "grpc":
+		return nil, fmt.Errorf("%w %q: it is taught in a later chapter; this chapter speaks %s",
+			ErrUnknownStrategy, name, strings.Join(Strategies(), ", "))
+	}
+	return nil, fmt.Errorf("%w %q: choose one of %s", ErrUnknownStrategy, name, strings.Join(Strategies(), ", "))
+}
+
+// Backoff spaces reconnect attempts: the n-th consecutive failure waits
+// between half and all of Base·2ⁿ, capped at Max. The jitter keeps a crowd
+// of clients that lost the same server from returning in one herd.
+type Backoff struct {
+	Base, Max time.Duration
+}
+
+// DefaultBackoff retries quickly at first and at least every few seconds.
+func DefaultBackoff() Backoff {
+	return Backoff{Base: 100 * time.Millisecond, Max: 5 * time.Second}
+}
+
+// Delay returns how long to wait after the n-th consecutive failure (from 0).
+func (b Backoff) Delay(n int) time.Duration {
+	d := b.Max
+	if n < 30 && b.Base<<n < b.Max {
+		d = b.Base << n
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// Run receives with strategy until ctx ends, reconnecting after each failure
+// with backoff and resuming from the session's cursor. Failures are reported
+// on stderr; Run returns nil when ctx ends.
+func Run(ctx context.Context, strategy Strategy, s *Session, backoff Backoff, stderr io.Writer) error {
+	failures := 0
+	for {
+		err := strategy.Receive(ctx, s)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if s.takeAnswered() {
+			failures = 0 // the server was reachable: this is a new outage
+		}
+		delay := backoff.Delay(failures)
+		if hint, ok := retryHint(strategy); ok && hint > delay {
+			delay = hint // the server asked for at least this long
+		}
+		failures++
+		fmt.Fprintf(stderr, "%s: %v; retrying in %v\n", s.strategy, err, delay.Round(time.Millisecond))
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+	}
+}
+
+// retryHint returns the reconnection time a strategy's server asked for, if
+// the strategy has one (an event stream's retry field).
+func retryHint(strategy Strategy) (time.Duration, bool) {
+	hinter, ok := strategy.(interface{ RetryDelay() (time.Duration, bool) })
+	if !ok {
+		return 0, false
+	}
+	return hinter.RetryDelay()
+}

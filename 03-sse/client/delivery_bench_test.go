@@ -1,0 +1,206 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"realtime/03-sse/client"
+	"realtime/03-sse/feed"
+	"realtime/03-sse/server"
+)
+
+// BenchmarkDelivery publishes b.N updates at random (Poisson) times with a
+// mean rate, and measures what each strategy pays to deliver them to one
+// client: latency from publish to print, HTTP requests, and bytes on the wire
+// (both directions, headers included) per delivered update.
+//
+//	go test -run '^$' -bench Delivery -benchtime 200x ./client/
+func BenchmarkDelivery(b *testing.B) {
+	const interval = 100 * time.Millisecond // short polling; 1/10 of the default to keep runs short
+	for _, strategy := range client.Strategies() {
+		for _, rate := range []float64{2, 50} { // updates per second: rarer than polls, and more often
+			b.Run(fmt.Sprintf("strategy=%s/rate=%g", strategy, rate), func(b *testing.B) {
+				benchmarkDelivery(b, strategy, interval, rate)
+			})
+		}
+	}
+}
+
+// BenchmarkIdleRoundTrip is the floor under BenchmarkDelivery's latency: one
+// plain net/http GET on a kept-alive loopback connection, started at the same
+// random times, so that the machine is as idle before each as it is before a
+// publish. No strategy delivers faster than the machine wakes up to do this.
+//
+//	go test -run '^$' -bench 'Delivery|IdleRoundTrip' -benchtime 200x ./client/
+func BenchmarkIdleRoundTrip(b *testing.B) {
+	const rate = 2
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"updates":[],"last":0,"epoch":"floor"}`))
+	}))
+	defer srv.Close()
+	latencies := make([]time.Duration, 0, b.N)
+	for b.Loop() {
+		time.Sleep(time.Duration(rand.ExpFloat64() / rate * float64(time.Second)))
+		start := time.Now()
+		resp, err := srv.Client().Get(srv.URL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		latencies = append(latencies, time.Since(start))
+	}
+	slices.Sort(latencies)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(percentile(latencies, 0.50)), "p50-ms")
+	b.ReportMetric(ms(percentile(latencies, 0.99)), "p99-ms")
+}
+
+func benchmarkDelivery(b *testing.B, strategy string, interval time.Duration, rate float64) {
+	log, err := feed.New(feed.DefaultHistory)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(server.New(log))
+	wire := &countingListener{Listener: srv.Listener}
+	srv.Listener = wire
+	var requests atomic.Int64
+	handler := srv.Config.Handler
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		handler.ServeHTTP(w, r)
+	})
+	srv.Start()
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+
+	receipts := newReceipts(b.N)
+	receiver, err := client.NewStrategy(strategy, client.Config{Server: base, Interval: interval, Wait: 30 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	session := client.NewSession(client.SessionOptions{Strategy: strategy, Stdout: receipts, Stderr: &bytes.Buffer{}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = client.Run(ctx, receiver, session, client.DefaultBackoff(), &bytes.Buffer{})
+	}()
+
+	b.ResetTimer()
+	requests.Store(0)
+	wire.bytes.Store(0)
+	for i := 1; i <= b.N; i++ {
+		time.Sleep(time.Duration(rand.ExpFloat64() / rate * float64(time.Second)))
+		receipts.expect(uint64(i), time.Now())
+		if _, err := log.Publish("update " + strconv.Itoa(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-receipts.all
+	b.StopTimer()
+	cancel()
+	<-done
+
+	n := float64(b.N)
+	latencies := receipts.latencies()
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(ms(percentile(latencies, 0.50)), "p50-ms")
+	b.ReportMetric(ms(percentile(latencies, 0.99)), "p99-ms")
+	b.ReportMetric(float64(requests.Load())/n, "req/update")
+	b.ReportMetric(float64(wire.bytes.Load())/n, "wire-B/update")
+}
+
+// receipts is the client's stdout: it notes when each "<id> <data>" line
+// arrives, against the time the benchmark published that id.
+type receipts struct {
+	mu        sync.Mutex
+	published map[uint64]time.Time
+	latency   []time.Duration
+	want      int
+	all       chan struct{}
+}
+
+func newReceipts(n int) *receipts {
+	return &receipts{published: make(map[uint64]time.Time, n), want: n, all: make(chan struct{})}
+}
+
+func (r *receipts) expect(id uint64, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.published[id] = at
+}
+
+func (r *receipts) Write(line []byte) (int, error) {
+	now := time.Now()
+	id, err := strconv.ParseUint(string(line[:bytes.IndexByte(line, ' ')]), 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.latency = append(r.latency, now.Sub(r.published[id]))
+	if len(r.latency) == r.want {
+		close(r.all)
+	}
+	return len(line), nil
+}
+
+func (r *receipts) latencies() []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Sorted(slices.Values(r.latency))
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// countingListener counts every byte read and written on its connections.
+type countingListener struct {
+	net.Listener
+	bytes atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: conn, bytes: &l.bytes}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	bytes *atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.bytes.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.bytes.Add(int64(n))
+	return n, err
+}

@@ -1,0 +1,126 @@
+package client
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Update is one update as every transport carries it.
+type Update struct {
+	ID   uint64    `json:"id"`
+	Data string    `json:"data"`
+	Time time.Time `json:"time"`
+}
+
+// Session is one client's position and output. Strategies report to it; it
+// prints each update once, in order, and says so whenever updates are lost.
+// A Session belongs to one goroutine at a time.
+type Session struct {
+	strategy string
+	after    uint64 // id of the last update printed
+	epoch    string // the server run that id belongs to; "" until known
+	answered bool   // the server answered since the last takeAnswered
+	out      printer
+	stderr   io.Writer
+	now      func() time.Time
+}
+
+// SessionOptions configures a Session.
+type SessionOptions struct {
+	Strategy string // named in -json lines and messages
+	After    uint64 // start after this id
+	JSON     bool   // print JSON lines instead of "<id> <data>"
+	Stdout   io.Writer
+	Stderr   io.Writer
+	Now      func() time.Time // nil means time.Now; latency is measured with it
+}
+
+// NewSession returns a session that starts after opts.After.
+func NewSession(opts SessionOptions) *Session {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Session{
+		strategy: opts.Strategy,
+		after:    opts.After,
+		out:      printer{w: opts.Stdout, json: opts.JSON},
+		stderr:   opts.Stderr,
+		now:      now,
+	}
+}
+
+// Cursor returns the id of the last update handled and its epoch ("" when
+// not yet known).
+func (s *Session) Cursor() (after uint64, epoch string) { return s.after, s.epoch }
+
+// Answered records that the server answered, and which run it is. Run resets
+// its backoff after a strategy that got answers.
+func (s *Session) Answered(epoch string) {
+	s.answered = true
+	s.epoch = epoch
+}
+
+func (s *Session) takeAnswered() bool {
+	answered := s.answered
+	s.answered = false
+	return answered
+}
+
+// Deliver prints u unless it was printed before. An update that skips ids is
+// printed too, after a gap warning: the server should never do that, and if it
+// does, the user is told.
+func (s *Session) Deliver(u Update) error {
+	if u.ID <= s.after {
+		return nil // a duplicate, after a retry or replay
+	}
+	if s.after > 0 && u.ID > s.after+1 {
+		fmt.Fprintf(s.stderr, "gap: updates %d to %d were never received\n", s.after+1, u.ID-1)
+	}
+	s.after = u.ID
+	return s.out.print(u, s.strategy, s.now())
+}
+
+// Gap records that the server cannot resume after the cursor, and continues
+// from last, the server's newest id. Call Answered first with the server's
+// epoch.
+func (s *Session) Gap(last uint64) {
+	fmt.Fprintf(s.stderr, "gap: server cannot resume after update %d; updates may be missing; continuing from %d\n", s.after, last)
+	s.after = last
+}
+
+// printer writes one line per update.
+type printer struct {
+	w    io.Writer
+	json bool
+}
+
+// jsonLine is one line of -json output.
+type jsonLine struct {
+	ID        uint64    `json:"id"`
+	Data      string    `json:"data"`
+	Time      time.Time `json:"time"`
+	Strategy  string    `json:"strategy"`
+	LatencyMS float64   `json:"latency_ms"`
+}
+
+func (p printer) print(u Update, strategy string, received time.Time) error {
+	if !p.json {
+		_, err := fmt.Fprintf(p.w, "%d %s\n", u.ID, u.Data)
+		return err
+	}
+	line, err := json.Marshal(jsonLine{
+		ID:        u.ID,
+		Data:      u.Data,
+		Time:      u.Time,
+		Strategy:  strategy,
+		LatencyMS: float64(received.Sub(u.Time).Microseconds()) / 1000,
+	})
+	if err != nil {
+		return fmt.Errorf("encode update %d: %w", u.ID, err)
+	}
+	_, err = fmt.Fprintf(p.w, "%s\n", line)
+	return err
+}

@@ -1,0 +1,94 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// SSE receives updates from GET /events, one event per update, on one
+// long-lived response. It reconnects (through Run) with Last-Event-ID, and
+// waits at least the retry time the server sent.
+type SSE struct {
+	cfg   Config
+	retry time.Duration // from the stream's retry field; 0 until sent
+}
+
+// RetryDelay returns the reconnection time the server asked for.
+func (c *SSE) RetryDelay() (time.Duration, bool) { return c.retry, c.retry > 0 }
+
+// Receive streams until ctx ends or the stream does.
+func (c *SSE) Receive(ctx context.Context, s *Session) error {
+	after, epoch := s.Cursor()
+	endpoint := c.cfg.Server.JoinPath("events")
+	if epoch != "" {
+		endpoint.RawQuery = "epoch=" + epoch
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.String(), nil)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	if after > 0 {
+		req.Header.Set("Last-Event-ID", strconv.FormatUint(after, 10))
+	}
+	resp, err := c.cfg.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", endpoint, resp.Status, firstLine(resp.Body))
+	}
+	if mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mediaType != "text/event-stream" {
+		return fmt.Errorf("GET %s: answered %q, not an event stream", endpoint, mediaType)
+	}
+
+	stream := NewEventStream(resp.Body)
+	for {
+		event, err := stream.Next()
+		if retry, ok := stream.Retry(); ok {
+			c.retry = retry
+		}
+		if errors.Is(err, io.EOF) {
+			return errors.New("event stream ended")
+		}
+		if err != nil {
+			return err
+		}
+		if err := c.handle(event, s); err != nil {
+			return err
+		}
+	}
+}
+
+// handle hands one event to the session.
+func (c *SSE) handle(event Event, s *Session) error {
+	switch event.Type {
+	case "message":
+		var u Update
+		if err := json.Unmarshal([]byte(event.Data), &u); err != nil {
+			return fmt.Errorf("event %s: decode update: %w", event.LastEventID, err)
+		}
+		return s.Deliver(u)
+	case "hello", "reset":
+		var position struct {
+			Last  uint64 `json:"last"`
+			Epoch string `json:"epoch"`
+		}
+		if err := json.Unmarshal([]byte(event.Data), &position); err != nil {
+			return fmt.Errorf("%s event: %w", event.Type, err)
+		}
+		s.Answered(position.Epoch)
+		if event.Type == "reset" {
+			s.Gap(position.Last)
+		}
+	}
+	return nil // other event types are for other clients
+}

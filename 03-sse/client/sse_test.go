@@ -1,0 +1,145 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"realtime/03-sse/client"
+	"realtime/03-sse/feed"
+	"realtime/03-sse/internal/testkit"
+	"realtime/03-sse/server"
+)
+
+func sse(tb testing.TB, base *url.URL) client.Strategy {
+	tb.Helper()
+	strategy, err := client.NewStrategy("sse", client.Config{Server: base, Interval: time.Hour, Wait: time.Minute})
+	require.NoError(tb, err)
+	return strategy
+}
+
+// connections records each request's Last-Event-ID header.
+type connections struct {
+	mu           sync.Mutex
+	lastEventIDs []string
+	opened       chan struct{}
+}
+
+func (c *connections) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.lastEventIDs = append(c.lastEventIDs, r.Header.Get("Last-Event-ID"))
+		c.mu.Unlock()
+		c.opened <- struct{}{}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (c *connections) headers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.lastEventIDs...)
+}
+
+// startStreamServer runs the real handler behind conns, with a short retry.
+func startStreamServer(tb testing.TB, log *feed.Log, conns *connections) (*httptest.Server, *url.URL) {
+	tb.Helper()
+	srv := httptest.NewServer(conns.wrap(server.New(log, server.WithRetry(time.Millisecond))))
+	tb.Cleanup(srv.Close)
+	base, err := url.Parse(srv.URL)
+	require.NoError(tb, err)
+	return srv, base
+}
+
+func TestSSE_PrintsEveryUpdateFromOneConnection(t *testing.T) {
+	log := newLog(t, 16, "run-1")
+	conns := &connections{opened: make(chan struct{}, 8)}
+	_, base := startStreamServer(t, log, conns)
+	r := receive(t, sse(t, base), "sse", 0)
+
+	<-conns.opened
+	mustPublish(t, log, "a", "b", "c")
+
+	assert.Equal(t, []string{"1 a", "2 b", "3 c"}, r.stdout.WaitForLines(t, 3))
+	assert.Equal(t, []string{""}, conns.headers(), "one connection for all three")
+}
+
+func TestSSE_ReconnectsWithLastEventIDAndLosesNothing(t *testing.T) {
+	log := newLog(t, 16, "run-1")
+	conns := &connections{opened: make(chan struct{}, 8)}
+	srv, base := startStreamServer(t, log, conns)
+	r := receive(t, sse(t, base), "sse", 0)
+	<-conns.opened
+	mustPublish(t, log, "a", "b")
+	r.stdout.WaitForLines(t, 2)
+
+	srv.CloseClientConnections() // the connection drops
+	mustPublish(t, log, "c")     // while the client is away
+	<-conns.opened
+	mustPublish(t, log, "d")
+
+	assert.Equal(t, []string{"1 a", "2 b", "3 c", "4 d"}, r.stdout.WaitForLines(t, 4))
+	assert.Equal(t, []string{"", "2"}, conns.headers(), "the reconnect says where it was")
+}
+
+func TestSSE_ReportsAResetAsAGap(t *testing.T) {
+	log := newLog(t, 2, "run-1")
+	mustPublish(t, log, "a", "b", "c", "d") // 1 and 2 are gone
+	conns := &connections{opened: make(chan struct{}, 8)}
+	_, base := startStreamServer(t, log, conns)
+	r := receive(t, sse(t, base), "sse", 0)
+
+	r.stderr.WaitFor(t, "gap: server cannot resume after update 0; updates may be missing; continuing from 4\n")
+	mustPublish(t, log, "e")
+
+	assert.Equal(t, []string{"5 e"}, r.stdout.WaitForLines(t, 1))
+}
+
+// hinting fails at once and asks for a reconnection time, as an event
+// stream's retry field does.
+type hinting struct {
+	mu       sync.Mutex
+	attempts []time.Time
+}
+
+func (h *hinting) Receive(context.Context, *client.Session) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.attempts = append(h.attempts, time.Now())
+	return errors.New("stream ended")
+}
+
+func (h *hinting) RetryDelay() (time.Duration, bool) { return 3 * time.Second, true }
+
+func TestRun_WaitsAtLeastTheServersRetryBeforeReconnecting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		strategy := &hinting{}
+		ctx, cancel := context.WithCancel(t.Context())
+		var stderr testkit.Buffer
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = client.Run(ctx, strategy, client.NewSession(client.SessionOptions{Stdout: &stderr, Stderr: &stderr}), fastRetry, &stderr)
+		}()
+
+		time.Sleep(10 * time.Second) // synctest's clock
+		cancel()
+		<-done
+
+		strategy.mu.Lock()
+		defer strategy.mu.Unlock()
+		require.Len(t, strategy.attempts, 4, "at 0s, 3s, 6s and 9s")
+		for i := 1; i < len(strategy.attempts); i++ {
+			assert.Equal(t, 3*time.Second, strategy.attempts[i].Sub(strategy.attempts[i-1]))
+		}
+	})
+}

@@ -1,0 +1,298 @@
+package feed_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"realtime/03-sse/feed"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// newLog returns a log with a fixed epoch and a clock that ticks one second
+// per update, so updates compare exactly.
+func newLog(tb testing.TB, history int) *feed.Log {
+	tb.Helper()
+	start := time.Date(2026, 11, 24, 19, 3, 11, 0, time.UTC)
+	var ticks int
+	clock := func() time.Time {
+		ticks++
+		return start.Add(time.Duration(ticks) * time.Second)
+	}
+	log, err := feed.New(history, feed.WithEpoch("run-1"), feed.WithClock(clock))
+	require.NoError(tb, err)
+	return log
+}
+
+func publish(tb testing.TB, log *feed.Log, texts ...string) []feed.Update {
+	tb.Helper()
+	var out []feed.Update
+	for _, text := range texts {
+		u, err := log.Publish(text)
+		require.NoError(tb, err)
+		out = append(out, u)
+	}
+	return out
+}
+
+func TestLog_StampsUpdatesWithIncreasingIDsAndTime(t *testing.T) {
+	log := newLog(t, 8)
+
+	got := publish(t, log, "a", "b")
+
+	want := []feed.Update{
+		{ID: 1, Data: "a", Time: time.Date(2026, 11, 24, 19, 3, 12, 0, time.UTC)},
+		{ID: 2, Data: "b", Time: time.Date(2026, 11, 24, 19, 3, 13, 0, time.UTC)},
+	}
+	assert.Empty(t, cmp.Diff(want, got))
+	assert.Equal(t, uint64(2), log.Last())
+}
+
+func TestLog_AfterReturnsEverythingAfterTheCursorInOrder(t *testing.T) {
+	log := newLog(t, 8)
+	all := publish(t, log, "a", "b", "c")
+
+	for after := range uint64(4) {
+		t.Run(fmt.Sprintf("after %d", after), func(t *testing.T) {
+			got, last, err := log.After(feed.Cursor{After: after})
+			require.NoError(t, err)
+			assert.Equal(t, uint64(3), last)
+			assert.Empty(t, cmp.Diff(all[after:], got, cmpEmptyAsNil()))
+		})
+	}
+}
+
+func TestLog_KeepsOnlyTheNewestHistory(t *testing.T) {
+	log := newLog(t, 3)
+	all := publish(t, log, "a", "b", "c", "d", "e")
+
+	got, last, err := log.After(feed.Cursor{After: 2})
+
+	require.NoError(t, err, "cursor 2 is just before the oldest held update, 3")
+	assert.Equal(t, uint64(5), last)
+	assert.Empty(t, cmp.Diff(all[2:], got))
+}
+
+func TestLog_RefusesCursorsItCannotServe(t *testing.T) {
+	log := newLog(t, 3)
+	publish(t, log, "a", "b", "c", "d", "e") // holds 3, 4, 5
+
+	tests := []struct {
+		name   string
+		cursor feed.Cursor
+	}{
+		{"older than the history", feed.Cursor{After: 1}},
+		{"much older than the history", feed.Cursor{After: 0}},
+		{"ahead of the newest update (an earlier run's id)", feed.Cursor{After: 6}},
+		{"from another epoch", feed.Cursor{After: 4, Epoch: "run-0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, last, err := log.After(tt.cursor)
+			require.ErrorIs(t, err, feed.ErrGap)
+			assert.Nil(t, got)
+			assert.Equal(t, uint64(5), last, "a gap still tells where to continue")
+		})
+	}
+}
+
+func TestLog_ServesCursorsAtTheEdges(t *testing.T) {
+	empty := newLog(t, 3)
+	updates, last, err := empty.After(feed.Cursor{After: 0, Epoch: "run-1"})
+	require.NoError(t, err, "an empty log serves cursor 0 of its own epoch")
+	assert.Empty(t, updates)
+	assert.Zero(t, last)
+
+	log := newLog(t, 3)
+	publish(t, log, "a", "b", "c", "d", "e")
+	updates, last, err = log.After(feed.Cursor{After: 5, Epoch: "run-1"})
+	require.NoError(t, err, "the newest id is always servable, even after eviction")
+	assert.Empty(t, updates)
+	assert.Equal(t, uint64(5), last)
+}
+
+func TestLog_RefusesTextThatIsNotAnUpdate(t *testing.T) {
+	log := newLog(t, 3)
+	tests := []struct {
+		name string
+		data string
+		want error
+	}{
+		{"empty", "", feed.ErrEmpty},
+		{"one byte over the limit", strings.Repeat("x", feed.MaxDataBytes+1), feed.ErrTooLarge},
+		{"invalid UTF-8", "caf\xe9", feed.ErrNotText},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := log.Publish(tt.data)
+			assert.ErrorIs(t, err, tt.want)
+		})
+	}
+	assert.Zero(t, log.Last(), "nothing refused was published")
+
+	u, err := log.Publish(strings.Repeat("x", feed.MaxDataBytes))
+	require.NoError(t, err, "exactly the limit is allowed")
+	assert.Equal(t, uint64(1), u.ID)
+}
+
+func TestLog_RejectsAnEmptyHistory(t *testing.T) {
+	_, err := feed.New(0)
+	assert.EqualError(t, err, "history must be at least 1, got 0")
+}
+
+func TestLog_DrawsADifferentEpochForEveryRun(t *testing.T) {
+	a, err := feed.New(1)
+	require.NoError(t, err)
+	b, err := feed.New(1)
+	require.NoError(t, err)
+	assert.NotEmpty(t, a.Epoch())
+	assert.NotEqual(t, a.Epoch(), b.Epoch())
+}
+
+func TestLog_ConcurrentPublishersAndReadersSeeOneGaplessOrder(t *testing.T) {
+	const publishers, each = 8, 200
+	log, err := feed.New(publishers * each)
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				_, err := log.Publish(fmt.Sprintf("p%d-%d", p, i))
+				assert.NoError(t, err)
+			}
+		})
+	}
+	// A reader races the publishers: whatever it sees must be a gapless prefix.
+	wg.Go(func() {
+		var cursor uint64
+		for cursor < publishers*each {
+			got, _, err := log.After(feed.Cursor{After: cursor})
+			if !assert.NoError(t, err) {
+				return
+			}
+			for _, u := range got {
+				if !assert.Equal(t, cursor+1, u.ID) {
+					return
+				}
+				cursor = u.ID
+			}
+		}
+	})
+	wg.Wait()
+
+	got, last, err := log.After(feed.Cursor{})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(publishers*each), last)
+	seen := make(map[string]bool)
+	for i, u := range got {
+		assert.Equal(t, uint64(i+1), u.ID)
+		seen[u.Data] = true
+	}
+	assert.Len(t, seen, publishers*each, "every published text is held exactly once")
+}
+
+func cmpEmptyAsNil() cmp.Option {
+	return cmp.FilterValues(func(a, b []feed.Update) bool { return len(a) == 0 && len(b) == 0 }, cmp.Ignore())
+}
+
+func TestLog_ChangedIsClosedByTheNextPublish(t *testing.T) {
+	log := newLog(t, 3)
+	changed := log.Changed()
+
+	select {
+	case <-changed:
+		t.Fatal("closed before anything was published")
+	default:
+	}
+	publish(t, log, "a")
+
+	select {
+	case <-changed:
+	default:
+		t.Fatal("not closed by Publish")
+	}
+	select {
+	case <-log.Changed():
+		t.Fatal("the next waiter must wait for the next update")
+	default:
+	}
+}
+
+func TestSubscription_ReceivesEveryUpdatePublishedAfterIt(t *testing.T) {
+	log := newLog(t, 8)
+	publish(t, log, "before")
+	sub := log.Subscribe(4)
+	defer sub.Close()
+
+	want := publish(t, log, "a", "b")
+
+	got := []feed.Update{<-sub.Updates(), <-sub.Updates()}
+	assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
+}
+
+func TestSubscription_IsDroppedWhenItFallsBehindAndNeverSlowsThePublisher(t *testing.T) {
+	log := newLog(t, 8)
+	slow := log.Subscribe(2)
+	fast := log.Subscribe(8)
+	defer fast.Close()
+
+	all := publish(t, log, "a", "b", "c") // the slow one reads nothing: the third does not fit
+
+	var gotSlow []feed.Update
+	for u := range slow.Updates() { // closed after what was queued
+		gotSlow = append(gotSlow, u)
+	}
+	assert.Empty(t, cmp.Diff(all[:2], gotSlow), "(-want +got)")
+	assert.True(t, slow.Dropped(), "the slow subscriber is told why its channel closed")
+	got := []feed.Update{<-fast.Updates(), <-fast.Updates(), <-fast.Updates()}
+	assert.Empty(t, cmp.Diff(all, got), "the others lose nothing (-want +got)")
+	assert.False(t, fast.Dropped())
+}
+
+func TestSubscription_CloseEndsItAndIsSafeTwice(t *testing.T) {
+	log := newLog(t, 8)
+	sub := log.Subscribe(2)
+
+	sub.Close()
+	sub.Close()
+	publish(t, log, "after close")
+
+	_, open := <-sub.Updates()
+	assert.False(t, open)
+	assert.False(t, sub.Dropped(), "closed by its owner, not dropped")
+}
+
+func TestSubscription_ManyConcurrentSubscribersAndPublishers(t *testing.T) {
+	log, err := feed.New(1024)
+	require.NoError(t, err)
+	const subscribers, updates = 16, 200
+	var wg sync.WaitGroup
+	for range subscribers {
+		sub := log.Subscribe(updates)
+		wg.Go(func() {
+			defer sub.Close()
+			var next uint64 = 1
+			for u := range sub.Updates() {
+				assert.Equal(t, next, u.ID)
+				next++
+				if next > updates {
+					return
+				}
+			}
+		})
+	}
+	for i := range updates {
+		_, err := log.Publish(fmt.Sprint(i))
+		require.NoError(t, err)
+	}
+	wg.Wait()
+}

@@ -1,0 +1,219 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"realtime/03-sse/feed"
+	"realtime/03-sse/internal/testkit"
+	"realtime/03-sse/server"
+)
+
+// startHooked runs the real handler behind a hook that reports each request
+// as it reaches the handler and again when the handler has returned.
+func startHooked(tb testing.TB, log *feed.Log) (srv *httptest.Server, arrived, returned chan struct{}) {
+	tb.Helper()
+	arrived, returned = make(chan struct{}, 16), make(chan struct{}, 16)
+	handler := server.New(log)
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		handler.ServeHTTP(w, r)
+		returned <- struct{}{}
+	}))
+	tb.Cleanup(srv.Close)
+	return srv, arrived, returned
+}
+
+func receive[T any](tb testing.TB, ch <-chan T, what string) T {
+	tb.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testkit.WaitTimeout):
+		tb.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+func TestLongPoll_AnswersAsSoonAsAnUpdateArrives(t *testing.T) {
+	log, err := feed.New(8, feed.WithEpoch("run-1"))
+	require.NoError(t, err)
+	srv, arrived, _ := startHooked(t, log)
+	answers := make(chan poll, 1)
+	go func() {
+		_, answer := getUpdates(t, srv, "?after=0&wait=60s")
+		answers <- answer
+	}()
+
+	receive(t, arrived, "the poll to reach the server")
+	u, err := log.Publish("taxi at the station")
+	require.NoError(t, err)
+
+	got := receive(t, answers, "the held poll to be answered (long before its 60s)")
+	assert.Empty(t, cmp.Diff(poll{Updates: []feed.Update{u}, Last: 1, Epoch: "run-1"}, got), "(-want +got)")
+}
+
+func TestLongPoll_HoldsOnlyWhenThereIsNothingNew(t *testing.T) {
+	srv, _ := start(t, 2)
+	publish(t, srv, "a")
+	publish(t, srv, "b")
+	c := publish(t, srv, "c") // holds 2 and 3
+	tests := []struct {
+		name   string
+		query  string
+		status int
+		want   poll
+	}{
+		{"the cursor is behind: at once", "?after=2&wait=60s", http.StatusOK, poll{Updates: []feed.Update{c}, Last: 3, Epoch: "run-1"}},
+		{"the cursor cannot be served: at once", "?after=0&wait=60s", http.StatusGone, poll{Last: 3, Epoch: "run-1"}},
+		{"a wait of zero is a short poll", "?after=3&wait=0s", http.StatusOK, poll{Updates: []feed.Update{}, Last: 3, Epoch: "run-1"}},
+		{"nothing new: held, then no content", "?after=3&wait=20ms", http.StatusNoContent, poll{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, got := getUpdates(t, srv, tt.query)
+			require.Equal(t, tt.status, resp.StatusCode)
+			assert.Empty(t, cmp.Diff(tt.want, got), "(-want +got)")
+		})
+	}
+}
+
+func TestLongPoll_AnswersNoContentWhenTheWaitEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log, err := feed.New(8)
+		require.NoError(t, err)
+		handler := server.New(log)
+		answer := httptest.NewRecorder()
+		start := time.Now()
+
+		handler.ServeHTTP(answer, httptest.NewRequest(http.MethodGet, "/updates?after=0&wait=30s", nil))
+
+		held := time.Since(start) // synctest's clock: no real 30 seconds pass
+		assert.Equal(t, http.StatusNoContent, answer.Code)
+		assert.Equal(t, "no-store", answer.Header().Get("Cache-Control"))
+		assert.Empty(t, answer.Body.String())
+		assert.GreaterOrEqual(t, held, 27*time.Second, "at most 10% jitter is taken off the wait")
+		assert.LessOrEqual(t, held, 30*time.Second, "never longer than the client asked")
+	})
+}
+
+func TestLongPoll_JittersTheHoldSoTimeoutsDoNotComeInHerds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log, err := feed.New(8)
+		require.NoError(t, err)
+		handler := server.New(log)
+		holds := make(map[time.Duration]bool)
+
+		for range 20 {
+			start := time.Now()
+			handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/updates?wait=10s", nil))
+			holds[time.Since(start)] = true
+		}
+
+		assert.Greater(t, len(holds), 10, "twenty polls that start together end at different times")
+	})
+}
+
+func TestLongPoll_ReleasesTheWaitWhenTheClientGoesAway(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log, err := feed.New(8)
+		require.NoError(t, err)
+		handler := server.New(log)
+		ctx, leave := context.WithCancel(t.Context())
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/updates?after=0&wait=60s", nil)
+		returned := make(chan struct{})
+		start := time.Now()
+		go func() {
+			handler.ServeHTTP(httptest.NewRecorder(), req)
+			close(returned)
+		}()
+
+		synctest.Wait() // the handler is blocked, holding the poll
+		select {
+		case <-returned:
+			t.Fatal("the poll was answered at once: nothing was held")
+		default:
+		}
+		leave()
+		synctest.Wait()
+
+		select {
+		case <-returned:
+		default:
+			t.Fatal("the handler still holds a poll whose client left")
+		}
+		assert.Zero(t, time.Since(start), "released at once, not at the end of the wait")
+	})
+}
+
+func TestLongPoll_ReleasesWaitsWhenTheServerShutsDown(t *testing.T) {
+	log, err := feed.New(8)
+	require.NoError(t, err)
+	serverCtx, shutdown := context.WithCancel(context.Background())
+	defer shutdown()
+	handler := server.New(log)
+	arrived := make(chan struct{}, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		handler.ServeHTTP(w, r)
+	}))
+	srv.Config.BaseContext = func(net.Listener) context.Context { return serverCtx } // as RunServer does
+	srv.Start()
+	defer srv.Close()
+	answers := make(chan *http.Response, 1)
+	go func() {
+		resp, _ := get(t, srv, http.MethodGet, "/updates?after=0&wait=60s", nil)
+		answers <- resp
+	}()
+
+	receive(t, arrived, "the poll to reach the server")
+	shutdown()
+
+	resp := receive(t, answers, "the held poll to be answered when the server stops")
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode, "nothing new: the client polls again")
+}
+
+func TestLongPoll_OutlivesTheServersWriteTimeout(t *testing.T) {
+	log, err := feed.New(8)
+	require.NoError(t, err)
+	srv := httptest.NewUnstartedServer(server.New(log))
+	srv.Config.WriteTimeout = 50 * time.Millisecond // far shorter than the hold
+	srv.Start()
+	defer srv.Close()
+
+	resp, body := get(t, srv, http.MethodGet, "/updates?after=0&wait=300ms", nil)
+
+	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
+	assert.Empty(t, body)
+}
+
+func TestLongPoll_RefusesMalformedWaits(t *testing.T) {
+	srv, _ := start(t, 8)
+	tests := []struct {
+		name, query, reason string
+	}{
+		{"no unit", "?wait=10", `wait: "10" is not a duration such as 30s`},
+		{"not a duration", "?wait=soon", `wait: "soon" is not a duration such as 30s`},
+		{"empty", "?wait=", `wait: "" is not a duration such as 30s`},
+		{"negative", "?wait=-1s", `wait: -1s is negative`},
+		{"over a minute", "?wait=61s", `wait: 1m1s is longer than the longest wait, 1m0s`},
+		{"an hour", "?wait=1h", `wait: 1h0m0s is longer than the longest wait, 1m0s`},
+		{"a bad cursor with it", "?after=x&wait=1s", `after: "x" is not a non-negative decimal integer`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := get(t, srv, http.MethodGet, "/updates"+tt.query, nil)
+			assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+			assert.Equal(t, tt.reason+"\n", body)
+		})
+	}
+}

@@ -1,0 +1,72 @@
+// Shared by every pane: how a pane shows updates, gaps and its state, and the
+// publish box. Each strategy lives in its own script.
+"use strict";
+
+// pane returns the view of one strategy's section.
+function pane(id) {
+  const section = document.getElementById(id);
+  const list = section.querySelector(".updates");
+  const state = section.querySelector(".state");
+  function add(text, className) {
+    const item = document.createElement("li");
+    item.textContent = text; // never innerHTML: updates are user text
+    if (className) item.className = className;
+    list.prepend(item);
+    while (list.children.length > 200) list.lastChild.remove();
+  }
+  return {
+    show(update) { add(update.id + " " + update.data); },
+    gap(text) { add("gap: " + text, "gap"); },
+    state(text) { state.textContent = text; },
+  };
+}
+
+// follower keeps a pane's cursor: it shows what a poll answered, says so
+// when the server cannot resume, and never shows an update twice.
+function follower(view) {
+  let after = 0;
+  let epoch = "";
+  return {
+    get after() { return after; },
+    // query returns the poll's parameters: the cursor, and any extra ones.
+    query(extra) {
+      const query = new URLSearchParams({ after: String(after), ...extra });
+      if (epoch) query.set("epoch", epoch);
+      return query;
+    },
+    // take handles one answer of GET /updates; it throws on an error status.
+    async take(answer) {
+      if (answer.status === 204) return; // a long poll's wait ended: nothing new
+      if (answer.status === 410) {
+        const body = await answer.json();
+        view.gap("server cannot resume after " + after + "; continuing from " + body.last);
+        after = body.last;
+        epoch = body.epoch;
+        return;
+      }
+      if (!answer.ok) throw new Error("HTTP " + answer.status);
+      const body = await answer.json();
+      epoch = body.epoch;
+      for (const update of body.updates) {
+        if (update.id <= after) continue;
+        view.show(update);
+        after = update.id;
+      }
+    },
+  };
+}
+
+document.getElementById("publish").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = document.getElementById("text");
+  const shown = document.getElementById("published");
+  try {
+    const answer = await fetch("publish", { method: "POST", body: input.value });
+    if (!answer.ok) throw new Error(answer.status + " " + (await answer.text()).trim());
+    const update = await answer.json();
+    shown.textContent = "published #" + update.id;
+    input.value = "";
+  } catch (err) {
+    shown.textContent = "not published: " + err.message;
+  }
+});

@@ -1,0 +1,19 @@
+// Short polling: ask GET /updates?after=<cursor> every second.
+"use strict";
+
+(function () {
+  const view = pane("short");
+  const cursor = follower(view);
+  const intervalMs = 1000;
+
+  async function poll() {
+    try {
+      await cursor.take(await fetch("updates?" + cursor.query(), { cache: "no-store" }));
+      view.state("polling every " + intervalMs / 1000 + "s, cursor " + cursor.after);
+    } catch (err) {
+      view.state("server unreachable (" + err.message + "), retrying");
+    }
+    setTimeout(poll, intervalMs);
+  }
+  poll();
+})();
