@@ -3,6 +3,7 @@ package client_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -103,12 +104,16 @@ func benchmarkDelivery(b *testing.B, strategy string, interval time.Duration, ra
 	b.ResetTimer()
 	requests.Store(0)
 	wire.bytes.Store(0)
+	floor := 0 // bytes of the leanest event stream: "id: N\ndata: <update JSON>\n\n"
 	for i := 1; i <= b.N; i++ {
 		time.Sleep(time.Duration(rand.ExpFloat64() / rate * float64(time.Second)))
 		receipts.expect(uint64(i), time.Now())
-		if _, err := log.Publish("update " + strconv.Itoa(i)); err != nil {
+		u, err := log.Publish("update " + strconv.Itoa(i))
+		if err != nil {
 			b.Fatal(err)
 		}
+		data, _ := json.Marshal(u)
+		floor += len(fmt.Sprintf("id: %d\ndata: %s\n\n", u.ID, data))
 	}
 	<-receipts.all
 	b.StopTimer()
@@ -122,6 +127,7 @@ func benchmarkDelivery(b *testing.B, strategy string, interval time.Duration, ra
 	b.ReportMetric(ms(percentile(latencies, 0.99)), "p99-ms")
 	b.ReportMetric(float64(requests.Load())/n, "req/update")
 	b.ReportMetric(float64(wire.bytes.Load())/n, "wire-B/update")
+	b.ReportMetric(float64(wire.bytes.Load())/float64(floor), "x-sse-floor")
 }
 
 // receipts is the client's stdout: it notes when each "<id> <data>" line

@@ -37,7 +37,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	serverURL := fs.String("server", "http://127.0.0.1:8080", "the server's base URL")
-	strategy := fs.String("strategy", "short", "load to generate: short, long")
+	strategy := fs.String("strategy", "short", "load to generate: short, long, sse")
 	var cfg Config
 	fs.IntVar(&cfg.Clients, "clients", 1000, "concurrent clients, one connection each")
 	fs.DurationVar(&cfg.Interval, "interval", time.Second, "short polling: time between one client's polls")
@@ -73,8 +73,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, report)
 		return nil
+	case "sse":
+		report, err := SSE(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, report)
+		return nil
 	}
-	return fmt.Errorf("-strategy %q: this chapter generates: short, long", *strategy)
+	return fmt.Errorf("-strategy %q: this chapter generates: short, long, sse", *strategy)
 }
 
 // newHTTPClient returns a client that keeps one connection per load client.

@@ -67,3 +67,25 @@ broadcast 2: 20 of 20 clients answered; publish to answer p50 \S+, p99 \S+, max 
 errors: 0
 $`, stdout.String())
 }
+
+func TestRun_SSEReportsEveryBroadcastAndTheCostOfIdleSubscribers(t *testing.T) {
+	log, err := feed.New(feed.DefaultHistory)
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/", server.New(log))
+	mux.Handle("GET /debug/runtime", server.RuntimeStats())
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	var stdout, stderr bytes.Buffer
+
+	err = loadgen.Run(t.Context(), []string{"loadgen", "-server", srv.URL, "-strategy", "sse",
+		"-clients", "20", "-rounds", "2", "-ramp", "1000"}, &stdout, &stderr)
+
+	require.NoError(t, err, stderr.String())
+	assert.Regexp(t, `^sse: 20 subscribers, 2 broadcasts
+server while holding them: [0-9.]+ goroutines, [0-9.]+ KiB heap, [0-9.]+ KiB stack per idle subscriber \(\d+ goroutines, \d+ MiB heap\+stack in all\)
+broadcast 1: 20 of 20 clients answered; publish to answer p50 \S+, p99 \S+, max \S+
+broadcast 2: 20 of 20 clients answered; publish to answer p50 \S+, p99 \S+, max \S+
+errors: 0
+$`, stdout.String())
+}

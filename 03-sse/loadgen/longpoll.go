@@ -30,38 +30,23 @@ func LongPoll(ctx context.Context, cfg Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-
 	var (
-		broadcast atomic.Int64 // unix nanoseconds of the current round's publish
-		answered  atomic.Int64 // clients answered in the current round
+		rounds    = newBroadcasts(cfg.Rounds)
 		sent      atomic.Int64 // polls sent and not yet answered
 		errs      atomic.Int64
-		mu        sync.Mutex
-		rounds    = make([]samples, cfg.Rounds)
-		round     atomic.Int64
-		// nextRound is closed when a round is measured: an answered client
-		// polls again only then, so the broadcast is measured on its own
-		// rather than racing 10,000 fresh polls for the same two cores.
-		nextRound = make(chan struct{})
-		roundMu   sync.Mutex
+		wg        sync.WaitGroup
+		pollAfter = func(after uint64) string { return fmt.Sprintf("/updates?after=%d&wait=%s", after, cfg.Wait) }
 	)
-
-	var wg sync.WaitGroup
-	ramp := time.NewTicker(time.Second / time.Duration(cfg.Ramp))
-	defer ramp.Stop()
-	for range cfg.Clients {
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-ramp.C:
-		}
+	defer wg.Wait()
+	defer cancel()
+	err = startClients(ctx, cfg, func() {
 		wg.Go(func() {
 			conn := &rawClient{server: cfg.Server}
 			defer conn.close()
 			after := start
 			for ctx.Err() == nil {
 				sent.Add(1)
-				last, err := conn.longPoll(ctx, fmt.Sprintf("/updates?after=%d&wait=%s", after, cfg.Wait))
+				last, err := conn.longPoll(ctx, pollAfter(after))
 				sent.Add(-1)
 				if err != nil {
 					if ctx.Err() == nil {
@@ -71,26 +56,21 @@ func LongPoll(ctx context.Context, cfg Config) (string, error) {
 					continue
 				}
 				if last > after {
-					waited := time.Since(time.Unix(0, broadcast.Load()))
-					mu.Lock()
-					r := &rounds[round.Load()]
-					r.all = append(r.all, waited)
-					mu.Unlock()
 					after = last
-					roundMu.Lock()
-					next := nextRound
-					roundMu.Unlock()
-					answered.Add(1)
+					// Poll again only once the round is measured, so that the
+					// broadcast is measured on its own rather than racing
+					// 10,000 fresh polls for the same cores.
 					select {
-					case <-next:
+					case <-rounds.received():
 					case <-ctx.Done():
 					}
 				}
 			}
 		})
+	})
+	if err != nil {
+		return "", err
 	}
-	defer wg.Wait()
-	defer cancel()
 
 	// Every client has sent its poll; wait until the server holds them all.
 	held, err := waitHeld(ctx, hc, cfg, &sent, idle, hasStats)
@@ -100,34 +80,14 @@ func LongPoll(ctx context.Context, cfg Config) (string, error) {
 	var report strings.Builder
 	fmt.Fprintf(&report, "long polling: %d clients waiting (wait=%v), %d broadcasts\n", cfg.Clients, cfg.Wait, cfg.Rounds)
 	if hasStats {
-		perClient := func(after, before uint64) float64 { return float64(after-before) / float64(cfg.Clients) }
-		fmt.Fprintf(&report, "server while holding them: %.2f goroutines, %.1f KiB heap, %.1f KiB stack per waiting client (%d goroutines, %.0f MiB heap+stack in all)\n",
-			perClient(held.Goroutines, idle.Goroutines),
-			perClient(held.HeapInuse, idle.HeapInuse)/1024,
-			perClient(held.StackInuse, idle.StackInuse)/1024,
-			held.Goroutines, float64(held.HeapInuse+held.StackInuse)/(1<<20))
+		reportCost(&report, cfg, idle, held, "waiting client")
 	}
-	for r := range cfg.Rounds {
-		round.Store(int64(r))
-		answered.Store(0)
-		broadcast.Store(time.Now().UnixNano())
-		if _, err := publishOne(ctx, hc, cfg, fmt.Sprintf("broadcast %d", r+1)); err != nil {
-			return "", err
-		}
-		deadline := time.Now().Add(cfg.Wait)
-		for answered.Load() < int64(cfg.Clients) && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		mu.Lock()
-		fmt.Fprintf(&report, "broadcast %d: %s\n", r+1, rounds[r].summaryOf(cfg.Clients))
-		mu.Unlock()
-		roundMu.Lock()
-		close(nextRound)
-		nextRound = make(chan struct{})
-		roundMu.Unlock()
-		if _, err := waitHeld(ctx, hc, cfg, &sent, idle, hasStats); err != nil {
-			return "", err
-		}
+	err = rounds.measure(ctx, hc, cfg, &report, func() error {
+		_, err := waitHeld(ctx, hc, cfg, &sent, idle, hasStats)
+		return err
+	})
+	if err != nil {
+		return "", err
 	}
 	fmt.Fprintf(&report, "errors: %d", errs.Load())
 	return report.String(), nil
@@ -146,15 +106,8 @@ type rawClient struct {
 // longPoll sends one poll and returns the newest id the server reported, or
 // 0 after a 204.
 func (c *rawClient) longPoll(ctx context.Context, path string) (uint64, error) {
-	if c.conn == nil {
-		var dialer net.Dialer
-		conn, err := dialer.DialContext(ctx, "tcp", c.server.Host)
-		if err != nil {
-			return 0, err
-		}
-		c.conn, c.reader = conn, bufio.NewReader(conn)
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		_ = stop // the connection lives as long as the run
+	if err := c.dial(ctx); err != nil {
+		return 0, err
 	}
 	req, err := http.NewRequest(http.MethodGet, c.server.String()+path, nil)
 	if err != nil {
@@ -182,6 +135,22 @@ func (c *rawClient) longPoll(ctx context.Context, path string) (uint64, error) {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return 0, fmt.Errorf("status %s", resp.Status)
+}
+
+// dial connects c if it is not connected. The connection is closed when ctx
+// ends, which also ends any read in progress.
+func (c *rawClient) dial(ctx context.Context) error {
+	if c.conn != nil {
+		return nil
+	}
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "tcp", c.server.Host)
+	if err != nil {
+		return err
+	}
+	c.conn, c.reader = conn, bufio.NewReader(conn)
+	context.AfterFunc(ctx, func() { conn.Close() })
+	return nil
 }
 
 func (c *rawClient) close() {
