@@ -31,6 +31,8 @@ type Config struct {
 	HTTP     *http.Client  // nil means a client with no overall timeout
 	Interval time.Duration // short polling: time between polls
 	Wait     time.Duration // long polling: how long the server may hold a poll
+
+	StreamIdle time.Duration // event streams: silence after which the connection is dead; 0 means 45s
 }
 
 // ErrUnknownStrategy is returned by NewStrategy for a name it does not know.

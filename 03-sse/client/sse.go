@@ -12,6 +12,12 @@ import (
 	"time"
 )
 
+// defaultStreamIdle is how long an event stream may be silent, heartbeats
+// included, before the client treats the connection as dead: three of the
+// server's 15-second heartbeats. Without it, a connection that died without
+// a FIN (a dropped NAT entry, a pulled cable) would be waited on forever.
+const defaultStreamIdle = 45 * time.Second
+
 // SSE receives updates from GET /events, one event per update, on one
 // long-lived response. It reconnects (through Run) with Last-Event-ID, and
 // waits at least the retry time the server sent.
@@ -24,7 +30,17 @@ type SSE struct {
 func (c *SSE) RetryDelay() (time.Duration, bool) { return c.retry, c.retry > 0 }
 
 // Receive streams until ctx ends or the stream does.
-func (c *SSE) Receive(ctx context.Context, s *Session) error {
+func (c *SSE) Receive(parent context.Context, s *Session) error {
+	idle := c.cfg.StreamIdle
+	if idle == 0 {
+		idle = defaultStreamIdle
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	silent := fmt.Errorf("event stream silent for %v", idle)
+	watchdog := time.AfterFunc(idle, func() { cancel(silent) })
+	defer watchdog.Stop()
+
 	after, epoch := s.Cursor()
 	endpoint := c.cfg.Server.JoinPath("events")
 	if epoch != "" {
@@ -50,9 +66,12 @@ func (c *SSE) Receive(ctx context.Context, s *Session) error {
 		return fmt.Errorf("GET %s: answered %q, not an event stream", endpoint, mediaType)
 	}
 
-	stream := NewEventStream(resp.Body)
+	stream := NewEventStream(&activityReader{r: resp.Body, active: func() { watchdog.Reset(idle) }})
 	for {
 		event, err := stream.Next()
+		if parent.Err() == nil && context.Cause(ctx) == silent {
+			return silent
+		}
 		if retry, ok := stream.Retry(); ok {
 			c.retry = retry
 		}
@@ -91,4 +110,18 @@ func (c *SSE) handle(event Event, s *Session) error {
 		}
 	}
 	return nil // other event types are for other clients
+}
+
+// activityReader calls active after every read that returns bytes.
+type activityReader struct {
+	r      io.Reader
+	active func()
+}
+
+func (a *activityReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.active()
+	}
+	return n, err
 }

@@ -143,3 +143,25 @@ func TestRun_WaitsAtLeastTheServersRetryBeforeReconnecting(t *testing.T) {
 		}
 	})
 }
+
+func TestSSE_TreatsASilentStreamAsDeadAndReconnects(t *testing.T) {
+	streams := make(chan struct{}, 8)
+	silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = w.Write([]byte("event: hello\ndata: {\"last\":0,\"epoch\":\"run-1\"}\n\n"))
+		w.(http.Flusher).Flush()
+		streams <- struct{}{}
+		<-r.Context().Done() // then nothing: no events, no heartbeats
+	}))
+	t.Cleanup(silent.Close)
+	base, err := url.Parse(silent.URL)
+	require.NoError(t, err)
+	strategy, err := client.NewStrategy("sse", client.Config{Server: base, StreamIdle: 20 * time.Millisecond})
+	require.NoError(t, err)
+
+	r := receive(t, strategy, "sse", 0)
+
+	<-streams
+	<-streams // the client gave up on the silent stream and connected again
+	assert.Contains(t, r.stderr.String(), "sse: event stream silent for 20ms; retrying in")
+}

@@ -42,7 +42,9 @@ func SSE(ctx context.Context, cfg Config) (string, error) {
 			defer conn.close()
 			after := start
 			for ctx.Err() == nil {
-				err := conn.stream(ctx, after, &connected, func(id uint64) {
+				// A stream only ends by failing; unless the run is over,
+				// that is an error to count.
+				_ = conn.stream(ctx, after, &connected, func(id uint64) {
 					after = id
 					rounds.received()
 				})
@@ -51,7 +53,6 @@ func SSE(ctx context.Context, cfg Config) (string, error) {
 					conn.close()
 					time.Sleep(jitter(100 * time.Millisecond)) // back off a little, then rejoin
 				}
-				_ = err
 			}
 		})
 	})
