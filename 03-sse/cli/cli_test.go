@@ -223,6 +223,23 @@ func TestServer_ShutsDownCleanlyWhenItsContextEnds(t *testing.T) {
 	assert.NoError(t, srv.stop(t))
 }
 
+func TestServer_EndsOpenEventStreamsWhenItShutsDown(t *testing.T) {
+	srv, url := startServer(t, "127.0.0.1:0")
+	client := &http.Client{Timeout: testkit.WaitTimeout} // a stream left open fails the test, not hangs it
+	resp, err := client.Get(url + "/events")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	hello := make([]byte, len("retry:"))
+	_, err = io.ReadFull(resp.Body, hello)
+	require.NoError(t, err, "the stream is open")
+
+	require.NoError(t, srv.stop(t))
+
+	rest, err := io.ReadAll(resp.Body)
+	assert.NoError(t, err, "a clean end, not a reset connection")
+	assert.NotContains(t, string(rest), "id:", "no update was sent")
+}
+
 func TestUsageErrors(t *testing.T) {
 	tests := []struct {
 		name    string

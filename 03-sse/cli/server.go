@@ -54,7 +54,8 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return err
 	}
-	handler := server.New(log, server.WithHeartbeat(*heartbeat))
+	api := server.New(log, server.WithHeartbeat(*heartbeat))
+	var handler http.Handler = api
 	if *debug {
 		mux := http.NewServeMux()
 		mux.Handle("/", handler)
@@ -84,7 +85,9 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	// http.Server.Shutdown ends the requests; the event streams that left
+	// theirs end with the handler's own.
+	if err := errors.Join(srv.Shutdown(shutdownCtx), api.Shutdown(shutdownCtx)); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {

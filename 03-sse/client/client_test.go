@@ -29,12 +29,14 @@ var fastRetry = client.Backoff{Base: time.Millisecond, Max: 5 * time.Millisecond
 // startServer runs the real server handler, optionally behind wrap.
 func startServer(tb testing.TB, log *feed.Log, wrap func(http.Handler) http.Handler) *url.URL {
 	tb.Helper()
-	handler := server.New(log)
+	api := server.New(log)
+	var handler http.Handler = api
 	if wrap != nil {
 		handler = wrap(handler)
 	}
 	srv := httptest.NewServer(handler)
 	tb.Cleanup(srv.Close)
+	testkit.ShutdownAtCleanup(tb, api)
 	base, err := url.Parse(srv.URL)
 	require.NoError(tb, err)
 	return base

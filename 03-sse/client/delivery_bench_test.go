@@ -20,6 +20,7 @@ import (
 
 	"realtime/03-sse/client"
 	"realtime/03-sse/feed"
+	"realtime/03-sse/internal/testkit"
 	"realtime/03-sse/server"
 )
 
@@ -75,7 +76,9 @@ func benchmarkDelivery(b *testing.B, strategy string, interval time.Duration, ra
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(server.New(log))
+	api := server.New(log)
+	srv := httptest.NewUnstartedServer(api)
+	testkit.ShutdownAtCleanup(b, api)
 	wire := &countingListener{Listener: srv.Listener}
 	srv.Listener = wire
 	var requests atomic.Int64

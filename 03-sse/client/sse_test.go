@@ -50,14 +50,19 @@ func (c *connections) headers() []string {
 	return append([]string(nil), c.lastEventIDs...)
 }
 
-// startStreamServer runs the real handler behind conns, with a short retry.
-func startStreamServer(tb testing.TB, log *feed.Log, conns *connections) (*httptest.Server, *url.URL) {
+// startStreamServer runs the real handler behind conns, with a short retry,
+// and returns what drops its connections.
+func startStreamServer(tb testing.TB, log *feed.Log, conns *connections) (*testkit.Conns, *url.URL) {
 	tb.Helper()
-	srv := httptest.NewServer(conns.wrap(server.New(log, server.WithRetry(time.Millisecond))))
+	api := server.New(log, server.WithRetry(time.Millisecond))
+	srv := httptest.NewUnstartedServer(conns.wrap(api))
+	tcp := testkit.TrackConns(srv)
+	srv.Start()
 	tb.Cleanup(srv.Close)
+	testkit.ShutdownAtCleanup(tb, api)
 	base, err := url.Parse(srv.URL)
 	require.NoError(tb, err)
-	return srv, base
+	return tcp, base
 }
 
 func TestSSE_PrintsEveryUpdateFromOneConnection(t *testing.T) {
@@ -76,14 +81,14 @@ func TestSSE_PrintsEveryUpdateFromOneConnection(t *testing.T) {
 func TestSSE_ReconnectsWithLastEventIDAndLosesNothing(t *testing.T) {
 	log := newLog(t, 16, "run-1")
 	conns := &connections{opened: make(chan struct{}, 8)}
-	srv, base := startStreamServer(t, log, conns)
+	tcp, base := startStreamServer(t, log, conns)
 	r := receive(t, sse(t, base), "sse", 0)
 	<-conns.opened
 	mustPublish(t, log, "a", "b")
 	r.stdout.WaitForLines(t, 2)
 
-	srv.CloseClientConnections() // the connection drops
-	mustPublish(t, log, "c")     // while the client is away
+	tcp.CloseAll()           // the connection drops
+	mustPublish(t, log, "c") // while the client is away
 	<-conns.opened
 	mustPublish(t, log, "d")
 

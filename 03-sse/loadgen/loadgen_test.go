@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"realtime/03-sse/feed"
+	"realtime/03-sse/internal/testkit"
 	"realtime/03-sse/loadgen"
 	"realtime/03-sse/server"
 )
@@ -20,8 +21,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestRun_ShortPollingReportsAnswersAndPercentiles(t *testing.T) {
 	log, err := feed.New(feed.DefaultHistory)
 	require.NoError(t, err)
-	srv := httptest.NewServer(server.New(log))
+	api := server.New(log)
+	srv := httptest.NewServer(api)
 	defer srv.Close()
+	testkit.ShutdownAtCleanup(t, api)
 	var stdout, stderr bytes.Buffer
 
 	err = loadgen.Run(t.Context(), []string{"loadgen", "-server", srv.URL, "-clients", "5",
@@ -50,10 +53,12 @@ func TestRun_LongPollingReportsEveryBroadcastAndTheCostOfHeldPolls(t *testing.T)
 	log, err := feed.New(feed.DefaultHistory)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	mux.Handle("/", server.New(log))
+	api := server.New(log)
+	mux.Handle("/", api)
 	mux.Handle("GET /debug/runtime", server.RuntimeStats())
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
+	testkit.ShutdownAtCleanup(t, api)
 	var stdout, stderr bytes.Buffer
 
 	err = loadgen.Run(t.Context(), []string{"loadgen", "-server", srv.URL, "-strategy", "long",
@@ -72,10 +77,12 @@ func TestRun_SSEReportsEveryBroadcastAndTheCostOfIdleSubscribers(t *testing.T) {
 	log, err := feed.New(feed.DefaultHistory)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
-	mux.Handle("/", server.New(log))
+	api := server.New(log)
+	mux.Handle("/", api)
 	mux.Handle("GET /debug/runtime", server.RuntimeStats())
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
+	testkit.ShutdownAtCleanup(t, api)
 	var stdout, stderr bytes.Buffer
 
 	err = loadgen.Run(t.Context(), []string{"loadgen", "-server", srv.URL, "-strategy", "sse",

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"realtime/03-sse/feed"
+	"realtime/03-sse/internal/testkit"
 	"realtime/03-sse/server"
 )
 
@@ -114,13 +115,16 @@ func TestPage_SSEPaneReceivesUpdatesAndResumesAfterTheServerDropsIt(t *testing.T
 	require.NoError(t, err)
 	handler := server.New(log, server.WithRetry(100*time.Millisecond))
 	streams := make(chan string, 8) // each stream's Last-Event-ID
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/events" {
 			streams <- r.Header.Get("Last-Event-ID")
 		}
 		handler.ServeHTTP(w, r)
 	}))
+	tcp := testkit.TrackConns(srv)
+	srv.Start()
 	t.Cleanup(srv.Close)
+	testkit.ShutdownAtCleanup(t, handler)
 	ctx := newBrowser(t)
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL)))
@@ -128,7 +132,7 @@ func TestPage_SSEPaneReceivesUpdatesAndResumesAfterTheServerDropsIt(t *testing.T
 	publishAll(t, log, "first")
 	require.NoError(t, chromedp.Do(ctx, waitForText("#sse .updates", "1 first")))
 
-	srv.CloseClientConnections() // the server drops every connection
+	tcp.CloseAll() // the server drops every connection
 	publishAll(t, log, "while away")
 
 	assert.Equal(t, "1", receive(t, streams, "the browser to reconnect"), "EventSource resumes with Last-Event-ID")

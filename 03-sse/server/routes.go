@@ -7,10 +7,10 @@ import (
 )
 
 // addRoutes is the whole API of this chapter in one place.
-func addRoutes(mux *http.ServeMux, log *feed.Log, cfg config) {
+func addRoutes(mux *http.ServeMux, log *feed.Log, cfg config, detached *detachedStreams) {
 	mux.Handle("GET /{$}", handlePage())
 	mux.Handle("GET /page/", handlePageFiles())
 	mux.Handle("POST /publish", handlePublish(log))
 	mux.Handle("GET /updates", handleLongPoll(log, handleShortPoll(log)))
-	mux.Handle("GET /events", handleSSE(log, cfg))
+	mux.Handle("GET /events", handleSSE(log, cfg, detached))
 }

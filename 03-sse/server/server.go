@@ -3,6 +3,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -10,17 +11,31 @@ import (
 	"realtime/03-sse/feed"
 )
 
+// Server is the handler for every route of this chapter. Its event streams
+// outlive their requests, so it has a Shutdown of its own.
+type Server struct {
+	mux      *http.ServeMux
+	detached *detachedStreams
+}
+
 // New returns the handler for every route of this chapter, reading from and
 // publishing to log.
-func New(log *feed.Log, opts ...Option) http.Handler {
+func New(log *feed.Log, opts ...Option) *Server {
 	cfg := config{heartbeat: DefaultHeartbeat, retry: DefaultRetry, queue: DefaultQueue}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	mux := http.NewServeMux()
-	addRoutes(mux, log, cfg)
-	return mux
+	s := &Server{mux: http.NewServeMux(), detached: newDetachedStreams()}
+	addRoutes(s.mux, log, cfg, s.detached)
+	return s
 }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Shutdown ends the event streams that run apart from their requests, and
+// waits for them until ctx ends. Call it with http.Server.Shutdown, which
+// cannot see them: it ends everything else.
+func (s *Server) Shutdown(ctx context.Context) error { return s.detached.shutdown(ctx) }
 
 // config is what the options set.
 type config struct {

@@ -27,9 +27,11 @@ func start(tb testing.TB, history int) (*httptest.Server, *feed.Log) {
 	tb.Helper()
 	log, err := feed.New(history, feed.WithEpoch("run-1"))
 	require.NoError(tb, err)
-	srv := httptest.NewServer(server.New(log))
+	api := server.New(log)
+	srv := httptest.NewServer(api)
 	srv.Client().Timeout = testkit.WaitTimeout // a poll that is held by mistake fails, not hangs
 	tb.Cleanup(srv.Close)
+	testkit.ShutdownAtCleanup(tb, api)
 	return srv, log
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,6 +20,7 @@ import (
 
 	"realtime/03-sse/client"
 	"realtime/03-sse/feed"
+	"realtime/03-sse/internal/testkit"
 	"realtime/03-sse/server"
 )
 
@@ -93,6 +93,16 @@ func TestSSE_PushesEveryUpdateOnOneConnection(t *testing.T) {
 	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
 	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	assert.Equal(t, "no", resp.Header.Get("X-Accel-Buffering"), "nginx must not buffer the stream")
+}
+
+func TestSSE_AnswersHeadWithTheHeadersAlone(t *testing.T) {
+	srv, _ := start(t, 8)
+
+	resp, body := get(t, srv, http.MethodHead, "/events", nil)
+
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	assert.Empty(t, body, "a HEAD answer has no body, and ends")
 }
 
 func TestSSE_FramesTheStreamAsTheProtocolSays(t *testing.T) {
@@ -220,10 +230,12 @@ func TestSSE_RefusesMalformedCursors(t *testing.T) {
 func TestSSE_OutlivesTheServersWriteTimeout(t *testing.T) {
 	log, err := feed.New(8, feed.WithEpoch("run-1"))
 	require.NoError(t, err)
-	srv := httptest.NewUnstartedServer(server.New(log))
+	api := server.New(log)
+	srv := httptest.NewUnstartedServer(api)
 	srv.Config.WriteTimeout = time.Nanosecond // over before the first byte of any answer
 	srv.Start()
-	t.Cleanup(srv.Close) // after the stream's own cleanup: Close waits for open streams
+	t.Cleanup(srv.Close)
+	testkit.ShutdownAtCleanup(t, api)
 	_, stream := openStream(t, srv, "", nil)
 	skipHello(t, stream)
 
@@ -236,16 +248,15 @@ func TestSSE_OutlivesTheServersWriteTimeout(t *testing.T) {
 func TestSSE_EndsTheStreamWhenTheServerShutsDown(t *testing.T) {
 	log, err := feed.New(8)
 	require.NoError(t, err)
-	serverCtx, shutdown := context.WithCancel(context.Background())
-	defer shutdown()
-	srv := httptest.NewUnstartedServer(server.New(log))
-	srv.Config.BaseContext = func(net.Listener) context.Context { return serverCtx } // as RunServer does
-	srv.Start()
+	api := server.New(log)
+	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	_, stream := openStream(t, srv, "", nil)
 	skipHello(t, stream)
 
-	shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitTimeout)
+	defer cancel()
+	require.NoError(t, api.Shutdown(ctx), "every stream has ended when Shutdown returns")
 
 	ended := make(chan error, 1)
 	go func() {

@@ -1,9 +1,13 @@
 // Package testkit holds what this chapter's tests share: an output buffer
-// that a program can write while a test reads it, and a wait on it.
+// that a program can write while a test reads it, a wait on it, and a way to
+// drop a test server's connections and shut it down.
 package testkit
 
 import (
 	"bytes"
+	"context"
+	"net"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -58,4 +62,57 @@ func (b *Buffer) WaitFor(tb testing.TB, text string) {
 	tb.Helper()
 	require.Eventually(tb, func() bool { return strings.Contains(b.String(), text) },
 		WaitTimeout, time.Millisecond, "waiting for %q; have:\n%s", text, b)
+}
+
+// Conns records the connections a test server accepts, so that a test can
+// drop them all, as a failing network or a restarting proxy would.
+// httptest.Server.CloseClientConnections cannot: it forgets a connection
+// once a handler hijacks it, as the event stream's does.
+type Conns struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+// TrackConns makes srv, which must not be started yet, record every
+// connection it accepts.
+func TrackConns(srv *httptest.Server) *Conns {
+	c := &Conns{}
+	srv.Listener = trackingListener{srv.Listener, c}
+	return c
+}
+
+// CloseAll closes every connection accepted so far.
+func (c *Conns) CloseAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.conns = nil
+}
+
+type trackingListener struct {
+	net.Listener
+	conns *Conns
+}
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err == nil {
+		l.conns.mu.Lock()
+		l.conns.conns = append(l.conns.conns, conn)
+		l.conns.mu.Unlock()
+	}
+	return conn, err
+}
+
+// ShutdownAtCleanup shuts s down when the test ends, and fails the test if
+// what s runs in the background has not ended in time.
+func ShutdownAtCleanup(tb testing.TB, s interface{ Shutdown(context.Context) error }) {
+	tb.Helper()
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), WaitTimeout)
+		defer cancel()
+		require.NoError(tb, s.Shutdown(ctx))
+	})
 }
