@@ -30,6 +30,7 @@ func New(log *feed.Log, opts ...Option) *Server {
 	return s
 }
 
+// ServeHTTP serves every route of this chapter.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // Shutdown ends the event streams that run apart from their requests, and

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -24,78 +27,100 @@ const (
 	// sseWriteWait bounds one write: a client that takes longer to accept
 	// an event has stopped reading.
 	sseWriteWait = 10 * time.Second
+	// maxKeptBuffer is the largest event buffer a stream keeps between
+	// writes: enough for a few ordinary events, so an idle stream holds
+	// little.
+	maxKeptBuffer = 1 << 10
 )
 
 // handleSSE streams updates as text/event-stream: a hello event with the
 // epoch, then every update after the cursor (Last-Event-ID, or ?after=N on
 // the first connect) as "id: <id>" and "data: <update JSON>", live, until the
 // client leaves, the server shuts down, or the subscriber falls behind.
-func handleSSE(log *feed.Log, cfg config) http.Handler {
+func handleSSE(log *feed.Log, cfg config, detached *detachedStreams) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cursor, err := parseStreamCursor(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		// Subscribe before reading the history, so that an update published
-		// in between is in one or both, never in neither; ids drop the copy.
-		sub := log.Subscribe(cfg.queue)
-		defer sub.Close()
-
 		header := w.Header()
 		header.Set("Content-Type", "text/event-stream")
 		header.Set("Cache-Control", "no-store")
 		header.Set("X-Accel-Buffering", "no") // nginx: pass each event on at once
-		stream := &eventWriter{w: w, rc: http.NewResponseController(w)}
-		history, last, err := log.After(cursor)
-		stream.printf("retry: %d\nevent: hello\ndata: {\"last\":%d,\"epoch\":%q}\n\n", cfg.retry.Milliseconds(), last, log.Epoch())
-		sent := cursor.After
-		for _, u := range history {
-			stream.update(u)
-			sent = u.ID
+		if r.Method == http.MethodHead {
+			return // the headers are the whole answer
 		}
-		stream.flush()
+		// Subscribe before reading the history, so that an update published
+		// in between is in one or both, never in neither; ids drop the copy.
+		sub := log.Subscribe(cfg.queue)
 
-		heartbeat := time.NewTicker(cfg.heartbeat)
-		defer heartbeat.Stop()
-		for stream.err == nil {
-			select {
-			case u, open := <-sub.Updates():
-				if !open {
-					return // dropped for falling behind: the client resumes from its last id
-				}
-				if u.ID <= sent {
-					continue // already sent from the history
-				}
-				stream.update(u)
-				sent = u.ID
-			case <-heartbeat.C:
-				stream.printf(": ping\n\n")
-			case <-r.Context().Done():
-				return // the client left, or the server is shutting down
-			}
-			stream.flush()
+		if conn, ok := hijack(w); ok {
+			// Ours from here: the head is the first thing written, and the
+			// body ends when the connection closes.
+			out := &eventWriter{out: conn, buf: responseHead(header)}
+			detached.run(conn, func(ctx context.Context) {
+				streamEvents(ctx, out, log, sub, cursor, cfg)
+			})
+			return
 		}
+		out := &eventWriter{out: responseSink{w, http.NewResponseController(w)}}
+		streamEvents(r.Context(), out, log, sub, cursor, cfg)
 	})
 }
 
-// eventWriter writes events and remembers the first error, after which it
-// writes nothing: the client is gone, and the stream ends.
+// streamEvents writes the hello and the history after cursor, then every
+// update sub delivers and a heartbeat between them, until ctx ends, the
+// subscriber is dropped or a write fails. It closes sub.
+func streamEvents(ctx context.Context, stream *eventWriter, log *feed.Log, sub *feed.Subscription, cursor feed.Cursor, cfg config) {
+	defer sub.Close()
+	history, last, _ := log.After(cursor)
+	stream.printf("retry: %d\nevent: hello\ndata: {\"last\":%d,\"epoch\":%q}\n\n", cfg.retry.Milliseconds(), last, log.Epoch())
+	sent := cursor.After
+	for _, u := range history {
+		stream.update(u)
+		sent = u.ID
+	}
+	stream.flush()
+
+	heartbeat := time.NewTicker(cfg.heartbeat)
+	defer heartbeat.Stop()
+	for stream.err == nil {
+		select {
+		case u, open := <-sub.Updates():
+			if !open {
+				return // dropped for falling behind: the client resumes from its last id
+			}
+			if u.ID <= sent {
+				continue // already sent from the history
+			}
+			stream.update(u)
+			sent = u.ID
+		case <-heartbeat.C:
+			stream.printf(": ping\n\n")
+		case <-ctx.Done():
+			return // the client left, or the server is shutting down
+		}
+		stream.flush()
+	}
+}
+
+// eventWriter collects events and sends them on flush, and remembers the
+// first error, after which it writes nothing: the client is gone, and the
+// stream ends.
 type eventWriter struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
+	out interface {
+		io.Writer
+		SetWriteDeadline(time.Time) error
+	}
+	buf []byte
 	err error
 }
 
 func (s *eventWriter) printf(format string, args ...any) {
-	if s.err != nil {
-		return
+	if s.err == nil {
+		s.buf = fmt.Appendf(s.buf, format, args...)
 	}
-	// Each write gets its own deadline. This also replaces the server-wide
-	// WriteTimeout, which counts from the request and would cut the stream.
-	// (A ResponseRecorder cannot set one; it needs none.)
-	_ = s.rc.SetWriteDeadline(time.Now().Add(sseWriteWait))
-	_, s.err = fmt.Fprintf(s.w, format, args...)
 }
 
 // update writes one update as one event. JSON escapes every newline, so the
@@ -109,10 +134,52 @@ func (s *eventWriter) update(u feed.Update) {
 	s.printf("id: %d\ndata: %s\n\n", u.ID, data)
 }
 
+// flush sends what printf collected, in one write.
 func (s *eventWriter) flush() {
-	if s.err == nil {
-		s.err = s.rc.Flush()
+	if s.err != nil || len(s.buf) == 0 {
+		return
 	}
+	// Each write gets its own deadline. This also replaces the server-wide
+	// WriteTimeout, which counts from the request and would cut the stream.
+	// (A ResponseRecorder cannot set one; it needs none.)
+	_ = s.out.SetWriteDeadline(time.Now().Add(sseWriteWait))
+	_, s.err = s.out.Write(s.buf)
+	s.buf = s.buf[:0]
+	if cap(s.buf) > maxKeptBuffer {
+		s.buf = nil // a long replay's buffer is not kept for the idle hours after it
+	}
+}
+
+// responseSink streams through a ResponseWriter that cannot be hijacked.
+// net/http buffers a response (4 KiB and more) and would send nothing, not
+// even the headers, until the buffer fills: each write is flushed at once.
+type responseSink struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (s responseSink) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if err != nil {
+		return n, err
+	}
+	return n, s.rc.Flush()
+}
+
+func (s responseSink) SetWriteDeadline(t time.Time) error { return s.rc.SetWriteDeadline(t) }
+
+// responseHead is the status line and header of a hijacked stream. Without
+// a length or chunking, the body is everything until the connection closes
+// (RFC 9112, section 6.3), which for a stream is exactly right.
+func responseHead(header http.Header) []byte {
+	var head bytes.Buffer
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	header.Set("Connection", "close")
+	header.Set("Date", time.Now().UTC().Format(http.TimeFormat)) // as net/http would
+	// Writing to a bytes.Buffer does not fail.
+	_ = header.Write(&head)
+	head.WriteString("\r\n")
+	return head.Bytes()
 }
 
 // parseStreamCursor reads the cursor of an event stream: the Last-Event-ID

@@ -1,0 +1,16 @@
+package server
+
+import (
+	"net/http"
+
+	"realtime/03-sse/feed"
+)
+
+// addRoutes is the whole API of this chapter in one place.
+func addRoutes(mux *http.ServeMux, log *feed.Log, cfg config) {
+	mux.Handle("GET /{$}", handlePage())
+	mux.Handle("GET /page/", handlePageFiles())
+	mux.Handle("POST /publish", handlePublish(log))
+	mux.Handle("GET /updates", handleLongPoll(log, handleShortPoll(log)))
+	mux.Handle("GET /events", handleSSE(log, cfg))
+}

@@ -1,0 +1,60 @@
+// Package server is the HTTP face of the update log: one handler per
+// strategy, all reading the same feed.Log.
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"realtime/03-sse/feed"
+)
+
+// New returns the handler for every route of this chapter, reading from and
+// publishing to log.
+func New(log *feed.Log, opts ...Option) http.Handler {
+	cfg := config{heartbeat: DefaultHeartbeat, retry: DefaultRetry, queue: DefaultQueue}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	mux := http.NewServeMux()
+	addRoutes(mux, log, cfg)
+	return mux
+}
+
+// config is what the options set.
+type config struct {
+	heartbeat time.Duration // SSE: time between comment heartbeats
+	retry     time.Duration // SSE: the reconnection time sent to clients
+	queue     int           // SSE: updates a subscriber may fall behind before it is dropped
+}
+
+// Option configures the handler New returns.
+type Option func(*config)
+
+// WithHeartbeat sets the time between an event stream's heartbeats.
+func WithHeartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = d } }
+
+// WithRetry sets the reconnection time an event stream sends its clients.
+func WithRetry(d time.Duration) Option { return func(c *config) { c.retry = d } }
+
+// WithQueue sets how many updates an event stream's subscriber may fall
+// behind before it is disconnected.
+func WithQueue(n int) Option { return func(c *config) { c.queue = n } }
+
+// writeJSON answers with v as JSON. Poll answers must never be cached: a
+// cached answer is a stale cursor.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	// The status is sent; an encoding error now means the client went away.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// gapAnswer is what every strategy says when it cannot resume a cursor: where
+// the client should continue from.
+type gapAnswer struct {
+	Last  uint64 `json:"last"`
+	Epoch string `json:"epoch"`
+}
