@@ -229,9 +229,11 @@ func TestServer_EndsOpenEventStreamsWhenItShutsDown(t *testing.T) {
 	resp, err := client.Get(url + "/events")
 	require.NoError(t, err)
 	defer resp.Body.Close()
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
 	hello := make([]byte, len("retry:"))
 	_, err = io.ReadFull(resp.Body, hello)
-	require.NoError(t, err, "the stream is open")
+	require.NoError(t, err)
+	require.Equal(t, "retry:", string(hello), "the stream is open")
 
 	require.NoError(t, srv.stop(t))
 
