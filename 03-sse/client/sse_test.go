@@ -44,6 +44,16 @@ func (c *connections) wrap(next http.Handler) http.Handler {
 	})
 }
 
+// waitOpened waits for the next connection to reach the handler.
+func (c *connections) waitOpened(tb testing.TB) {
+	tb.Helper()
+	select {
+	case <-c.opened:
+	case <-time.After(testkit.WaitTimeout):
+		tb.Fatal("timed out waiting for the client to connect")
+	}
+}
+
 func (c *connections) headers() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -71,7 +81,7 @@ func TestSSE_PrintsEveryUpdateFromOneConnection(t *testing.T) {
 	_, base := startStreamServer(t, log, conns)
 	r := receive(t, sse(t, base), "sse", 0)
 
-	<-conns.opened
+	conns.waitOpened(t)
 	mustPublish(t, log, "a", "b", "c")
 
 	assert.Equal(t, []string{"1 a", "2 b", "3 c"}, r.stdout.WaitForLines(t, 3))
@@ -83,13 +93,13 @@ func TestSSE_ReconnectsWithLastEventIDAndLosesNothing(t *testing.T) {
 	conns := &connections{opened: make(chan struct{}, 8)}
 	tcp, base := startStreamServer(t, log, conns)
 	r := receive(t, sse(t, base), "sse", 0)
-	<-conns.opened
+	conns.waitOpened(t)
 	mustPublish(t, log, "a", "b")
 	r.stdout.WaitForLines(t, 2)
 
 	tcp.CloseAll()           // the connection drops
 	mustPublish(t, log, "c") // while the client is away
-	<-conns.opened
+	conns.waitOpened(t)
 	mustPublish(t, log, "d")
 
 	assert.Equal(t, []string{"1 a", "2 b", "3 c", "4 d"}, r.stdout.WaitForLines(t, 4))
