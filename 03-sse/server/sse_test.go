@@ -266,6 +266,32 @@ func TestSSE_EndsTheStreamWhenTheServerShutsDown(t *testing.T) {
 	assert.ErrorIs(t, receive(t, ended, "the stream to end"), io.EOF, "a clean end, not a reset connection")
 }
 
+func TestSSE_StreamsOverHTTP2Too(t *testing.T) {
+	log, err := feed.New(8, feed.WithEpoch("run-1"))
+	require.NoError(t, err)
+	api := server.New(log)
+	srv := httptest.NewUnstartedServer(api)
+	srv.EnableHTTP2 = true // one connection carries many requests: it cannot be hijacked
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	testkit.ShutdownAtCleanup(t, api)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // before srv.Close: the stream ends when its client leaves
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
+	require.NoError(t, err)
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, 2, resp.ProtoMajor)
+	stream := client.NewEventStream(resp.Body)
+	skipHello(t, stream)
+
+	u, err := log.Publish("over h2")
+	require.NoError(t, err)
+
+	assert.Empty(t, cmp.Diff(updateEvent(t, u), nextEvent(t, stream)), "(-want +got)")
+}
+
 // streamWriter is a ResponseWriter for handlers run inside a synctest
 // bubble: safe to read while the handler writes, and able to stall writes the
 // way a client that stopped reading does.
