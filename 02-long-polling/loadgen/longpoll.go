@@ -113,8 +113,7 @@ func (c *rawClient) longPoll(ctx context.Context, path string) (uint64, error) {
 			return 0, err
 		}
 		c.conn, c.reader = conn, bufio.NewReader(conn)
-		stop := context.AfterFunc(ctx, func() { conn.Close() })
-		_ = stop // the connection lives as long as the run
+		context.AfterFunc(ctx, func() { conn.Close() }) // the connection lives as long as the run
 	}
 	req, err := http.NewRequest(http.MethodGet, c.server.String()+path, nil)
 	if err != nil {
