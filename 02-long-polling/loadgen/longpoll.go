@@ -106,14 +106,8 @@ type rawClient struct {
 // longPoll sends one poll and returns the newest id the server reported, or
 // 0 after a 204.
 func (c *rawClient) longPoll(ctx context.Context, path string) (uint64, error) {
-	if c.conn == nil {
-		var dialer net.Dialer
-		conn, err := dialer.DialContext(ctx, "tcp", c.server.Host)
-		if err != nil {
-			return 0, err
-		}
-		c.conn, c.reader = conn, bufio.NewReader(conn)
-		context.AfterFunc(ctx, func() { conn.Close() }) // the connection lives as long as the run
+	if err := c.dial(ctx); err != nil {
+		return 0, err
 	}
 	req, err := http.NewRequest(http.MethodGet, c.server.String()+path, nil)
 	if err != nil {
@@ -141,6 +135,22 @@ func (c *rawClient) longPoll(ctx context.Context, path string) (uint64, error) {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return 0, fmt.Errorf("status %s", resp.Status)
+}
+
+// dial connects c if it is not connected. The connection is closed when ctx
+// ends, which also ends any read in progress.
+func (c *rawClient) dial(ctx context.Context) error {
+	if c.conn != nil {
+		return nil
+	}
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "tcp", c.server.Host)
+	if err != nil {
+		return err
+	}
+	c.conn, c.reader = conn, bufio.NewReader(conn)
+	context.AfterFunc(ctx, func() { conn.Close() })
+	return nil
 }
 
 func (c *rawClient) close() {
