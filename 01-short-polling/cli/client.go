@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/url"
 	"strings"
 	"time"
 
 	"realtime/01-short-polling/client"
+	"realtime/01-short-polling/feed"
 )
 
 // RunClient runs the client until ctx ends: it receives updates with
@@ -17,7 +19,7 @@ func RunClient(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	strategy := fs.String("strategy", "short", "how to receive updates: "+strings.Join(client.Strategies(), ", "))
 	serverURL := fs.String("server", "http://127.0.0.1:8080", "the server's base URL")
-	after := fs.Uint64("after", 0, "print only updates after this id")
+	after := fs.String("after", "0", "print only updates after this cursor: EPOCH-ID as the server sent it, or a bare id (no restart detection)")
 	asJSON := fs.Bool("json", false, "print one JSON object per update, with strategy and latency_ms")
 	interval := fs.Duration("interval", time.Second, "short polling: time between polls")
 	if err := parseFlags(fs, args[1:], stderr); err != nil {
@@ -30,16 +32,25 @@ func RunClient(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if *interval <= 0 {
 		return usageErrorf("-interval %v: must be positive", *interval)
 	}
+	cursor, err := feed.ParseCursor(*after)
+	if err != nil {
+		return usageErrorf("-after: %w", err)
+	}
 	receiver, err := client.NewStrategy(*strategy, client.Config{Server: base, Interval: *interval})
 	if err != nil {
 		return UsageError{err}
 	}
 	session := client.NewSession(client.SessionOptions{
 		Strategy: *strategy,
-		After:    *after,
+		After:    cursor.After,
+		Epoch:    cursor.Epoch,
 		JSON:     *asJSON,
 		Stdout:   stdout,
 		Stderr:   stderr,
 	})
-	return client.Run(ctx, receiver, session, client.DefaultBackoff(), stderr)
+	err = client.Run(ctx, receiver, session, client.DefaultBackoff(), stderr)
+	if after, epoch := session.Cursor(); after > 0 {
+		fmt.Fprintf(stderr, "stopped after update %d; resume with -after %s\n", after, feed.Cursor{After: after, Epoch: epoch})
+	}
+	return err
 }
