@@ -138,7 +138,7 @@ func TestEndToEnd_SSEClientPrintsWhatIsTypedFromOneStream(t *testing.T) {
 	srv.type_(t, "arrived")
 
 	got := client.waitForLines(t, 2)
-	assert.Regexp(t, `^\{"id":1,"data":"driver at 51.5074,-0.1278","time":"[^"]+","strategy":"sse","latency_ms":[0-9.]+\}$`, got[0])
+	assert.Regexp(t, `^\{"id":1,"data":"driver at 51.5074,-0.1278","time":"[^"]+","cursor":"[0-9a-f]{16}-1","strategy":"sse","latency_ms":[0-9.]+\}$`, got[0])
 	assert.Regexp(t, `^\{"id":2,"data":"arrived",.*"strategy":"sse"`, got[1])
 	assert.Empty(t, client.stderr.String())
 }
@@ -170,7 +170,7 @@ func TestEndToEnd_JSONLinesCarryStrategyAndLatency(t *testing.T) {
 	srv.type_(t, "hello")
 
 	line := client.waitForLines(t, 1)[0]
-	assert.Regexp(t, `^\{"id":1,"data":"hello","time":"[^"]+","strategy":"short","latency_ms":[0-9.]+\}$`, line)
+	assert.Regexp(t, `^\{"id":1,"data":"hello","time":"[^"]+","cursor":"[0-9a-f]{16}-1","strategy":"short","latency_ms":[0-9.]+\}$`, line)
 }
 
 func TestEndToEnd_ClientSurvivesAServerRestartAndReportsTheGap(t *testing.T) {
@@ -255,7 +255,7 @@ func TestUsageErrors(t *testing.T) {
 		{"wait over a minute", cli.RunClient, []string{"-strategy", "long", "-wait", "2m"}, "-wait 2m0s: must be more than 0 and at most 1m0s"},
 		{"server URL without scheme", cli.RunClient, []string{"-server", "127.0.0.1:8080"}, `-server "127.0.0.1:8080": want a URL such as http://127.0.0.1:8080`},
 		{"interval zero", cli.RunClient, []string{"-interval", "0s"}, "-interval 0s: must be positive"},
-		{"malformed after", cli.RunClient, []string{"-after", "-3"}, `invalid value "-3" for flag -after: parse error`},
+		{"malformed after", cli.RunClient, []string{"-after", "-3"}, `-after: "-3" is not an update id such as 42, or EPOCH-42`},
 		{"stray argument", cli.RunClient, []string{"extra"}, `unexpected arguments: ["extra"]`},
 		{"public address without -expose", cli.RunServer, []string{"-addr", "0.0.0.0:8080"}, `-addr "0.0.0.0:8080" is not a loopback address; add -expose to listen on it`},
 		{"address without port", cli.RunServer, []string{"-addr", "127.0.0.1"}, `-addr "127.0.0.1": address 127.0.0.1: missing port in address`},

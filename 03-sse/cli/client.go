@@ -3,12 +3,14 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/url"
 	"strings"
 	"time"
 
 	"realtime/03-sse/client"
+	"realtime/03-sse/feed"
 	"realtime/03-sse/server"
 )
 
@@ -18,7 +20,7 @@ func RunClient(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	strategy := fs.String("strategy", "short", "how to receive updates: "+strings.Join(client.Strategies(), ", "))
 	serverURL := fs.String("server", "http://127.0.0.1:8080", "the server's base URL")
-	after := fs.Uint64("after", 0, "print only updates after this id")
+	after := fs.String("after", "0", "print only updates after this cursor: EPOCH-ID as the server sent it, or a bare id (no restart detection)")
 	asJSON := fs.Bool("json", false, "print one JSON object per update, with strategy and latency_ms")
 	interval := fs.Duration("interval", time.Second, "short polling: time between polls")
 	wait := fs.Duration("wait", 30*time.Second, "long polling: how long the server may hold each poll")
@@ -35,16 +37,25 @@ func RunClient(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if *wait <= 0 || *wait > server.MaxWait {
 		return usageErrorf("-wait %v: must be more than 0 and at most %v", *wait, server.MaxWait)
 	}
+	cursor, err := feed.ParseCursor(*after)
+	if err != nil {
+		return usageErrorf("-after: %w", err)
+	}
 	receiver, err := client.NewStrategy(*strategy, client.Config{Server: base, Interval: *interval, Wait: *wait})
 	if err != nil {
 		return UsageError{err}
 	}
 	session := client.NewSession(client.SessionOptions{
 		Strategy: *strategy,
-		After:    *after,
+		After:    cursor.After,
+		Epoch:    cursor.Epoch,
 		JSON:     *asJSON,
 		Stdout:   stdout,
 		Stderr:   stderr,
 	})
-	return client.Run(ctx, receiver, session, client.DefaultBackoff(), stderr)
+	err = client.Run(ctx, receiver, session, client.DefaultBackoff(), stderr)
+	if after, epoch := session.Cursor(); after > 0 {
+		fmt.Fprintf(stderr, "stopped after update %d; resume with -after %s\n", after, feed.Cursor{After: after, Epoch: epoch})
+	}
+	return err
 }

@@ -21,7 +21,7 @@ func (p *LongPoll) Receive(ctx context.Context, s *Session) error {
 	extra := url.Values{"wait": {p.cfg.Wait.String()}}
 	for {
 		pollCtx, cancel := context.WithTimeout(ctx, p.cfg.Wait+longPollMargin)
-		err := poll(pollCtx, p.cfg, s, extra)
+		_, err := poll(pollCtx, p.cfg, s, extra) // asks again at once anyway
 		cancel()
 		if err != nil {
 			return err

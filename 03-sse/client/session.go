@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"realtime/03-sse/feed"
 )
 
 // Update is one update as every transport carries it.
@@ -31,6 +33,7 @@ type Session struct {
 type SessionOptions struct {
 	Strategy string // named in -json lines and messages
 	After    uint64 // start after this id
+	Epoch    string // the server run After belongs to; "" skips the restart check
 	JSON     bool   // print JSON lines instead of "<id> <data>"
 	Stdout   io.Writer
 	Stderr   io.Writer
@@ -46,6 +49,7 @@ func NewSession(opts SessionOptions) *Session {
 	return &Session{
 		strategy: opts.Strategy,
 		after:    opts.After,
+		epoch:    opts.Epoch,
 		out:      printer{w: opts.Stdout, json: opts.JSON},
 		stderr:   opts.Stderr,
 		now:      now,
@@ -80,7 +84,7 @@ func (s *Session) Deliver(u Update) error {
 		fmt.Fprintf(s.stderr, "gap: updates %d to %d were never received\n", s.after+1, u.ID-1)
 	}
 	s.after = u.ID
-	return s.out.print(u, s.strategy, s.now())
+	return s.out.print(u, s.strategy, s.epoch, s.now())
 }
 
 // Gap records that the server cannot resume after the cursor, and continues
@@ -102,11 +106,12 @@ type jsonLine struct {
 	ID        uint64    `json:"id"`
 	Data      string    `json:"data"`
 	Time      time.Time `json:"time"`
+	Cursor    string    `json:"cursor"` // what -after takes to resume after this update
 	Strategy  string    `json:"strategy"`
 	LatencyMS float64   `json:"latency_ms"`
 }
 
-func (p printer) print(u Update, strategy string, received time.Time) error {
+func (p printer) print(u Update, strategy, epoch string, received time.Time) error {
 	if !p.json {
 		_, err := fmt.Fprintf(p.w, "%d %s\n", u.ID, u.Data)
 		return err
@@ -115,6 +120,7 @@ func (p printer) print(u Update, strategy string, received time.Time) error {
 		ID:        u.ID,
 		Data:      u.Data,
 		Time:      u.Time,
+		Cursor:    feed.Cursor{After: u.ID, Epoch: epoch}.String(),
 		Strategy:  strategy,
 		LatencyMS: float64(received.Sub(u.Time).Microseconds()) / 1000,
 	})

@@ -45,10 +45,11 @@ func TestSession_PrintsJSONLinesWithLatency(t *testing.T) {
 		Now:      func() time.Time { return sent.Add(1500 * time.Microsecond) },
 	})
 
+	s.Answered("run-1")
 	require.NoError(t, s.Deliver(client.Update{ID: 42, Data: `say "hi"`, Time: sent}))
 
 	assert.JSONEq(t,
-		`{"id":42,"data":"say \"hi\"","time":"2026-11-24T19:03:11Z","strategy":"short","latency_ms":1.5}`,
+		`{"id":42,"data":"say \"hi\"","time":"2026-11-24T19:03:11Z","cursor":"run-1-42","strategy":"short","latency_ms":1.5}`,
 		stdout.String())
 }
 

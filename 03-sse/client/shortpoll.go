@@ -7,9 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+
+	"realtime/03-sse/feed"
 )
 
 // pollTimeout bounds one short poll: the server answers at once, so a poll
@@ -27,10 +28,13 @@ func (p *ShortPoll) Receive(ctx context.Context, s *Session) error {
 	defer ticker.Stop()
 	for {
 		pollCtx, cancel := context.WithTimeout(ctx, pollTimeout)
-		err := poll(pollCtx, p.cfg, s, nil)
+		more, err := poll(pollCtx, p.cfg, s, nil)
 		cancel()
 		if err != nil {
 			return err
+		}
+		if more {
+			continue // the answer was one batch of several: ask for the rest now
 		}
 		select {
 		case <-ctx.Done():
@@ -49,13 +53,11 @@ type batch struct {
 }
 
 // poll asks GET /updates once, with the session's cursor and any extra query
-// parameters, and hands the answer to the session.
-func poll(ctx context.Context, cfg Config, s *Session, extra url.Values) error {
+// parameters, and hands the answer to the session. It reports more when the
+// server holds updates that did not fit the answer.
+func poll(ctx context.Context, cfg Config, s *Session, extra url.Values) (more bool, err error) {
 	after, epoch := s.Cursor()
-	query := url.Values{"after": {strconv.FormatUint(after, 10)}}
-	if epoch != "" {
-		query.Set("epoch", epoch)
-	}
+	query := url.Values{"after": {feed.Cursor{After: after, Epoch: epoch}.String()}}
 	for key, values := range extra {
 		query[key] = values
 	}
@@ -64,37 +66,38 @@ func poll(ctx context.Context, cfg Config, s *Session, extra url.Values) error {
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.String(), nil)
 	if err != nil {
-		return fmt.Errorf("build request: %w", err)
+		return false, fmt.Errorf("build request: %w", err)
 	}
 	resp, err := cfg.HTTP.Do(req)
 	if err != nil {
-		return err // already says "Get <url>: ..."
+		return false, err // already says "Get <url>: ..."
 	}
 	defer resp.Body.Close()
 
 	switch resp.StatusCode {
 	case http.StatusNoContent: // a long poll's wait ended: nothing new, same run
 		s.Answered(epoch)
-		return nil
+		return false, nil
 	case http.StatusOK, http.StatusGone:
 	default:
-		return fmt.Errorf("GET %s: %s: %s", endpoint, resp.Status, firstLine(resp.Body))
+		return false, fmt.Errorf("GET %s: %s: %s", endpoint, resp.Status, firstLine(resp.Body))
 	}
 	var answer batch
 	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
-		return fmt.Errorf("GET %s: decode answer: %w", endpoint, err)
+		return false, fmt.Errorf("GET %s: decode answer: %w", endpoint, err)
 	}
 	s.Answered(answer.Epoch)
 	if resp.StatusCode == http.StatusGone {
 		s.Gap(answer.Last)
-		return nil
+		return false, nil
 	}
 	for _, u := range answer.Updates {
 		if err := s.Deliver(u); err != nil {
-			return err
+			return false, err
 		}
 	}
-	return nil
+	after, _ = s.Cursor()
+	return after < answer.Last, nil
 }
 
 // firstLine returns the start of an error body, for messages.

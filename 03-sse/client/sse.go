@@ -8,8 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strconv"
 	"time"
+
+	"realtime/03-sse/feed"
 )
 
 // defaultStreamIdle is how long an event stream may be silent, heartbeats
@@ -43,16 +44,15 @@ func (c *SSE) Receive(parent context.Context, s *Session) error {
 
 	after, epoch := s.Cursor()
 	endpoint := c.cfg.Server.JoinPath("events")
-	if epoch != "" {
-		endpoint.RawQuery = "epoch=" + epoch
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint.String(), nil)
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
 	}
 	req.Header.Set("Accept", "text/event-stream")
 	if after > 0 {
-		req.Header.Set("Last-Event-ID", strconv.FormatUint(after, 10))
+		// The whole cursor, as the server sent it in the id field: with the
+		// epoch, a restarted server can tell that this id is not its own.
+		req.Header.Set("Last-Event-ID", feed.Cursor{After: after, Epoch: epoch}.String())
 	}
 	resp, err := c.cfg.HTTP.Do(req)
 	if err != nil {

@@ -103,7 +103,7 @@ func TestSSE_ReconnectsWithLastEventIDAndLosesNothing(t *testing.T) {
 	mustPublish(t, log, "d")
 
 	assert.Equal(t, []string{"1 a", "2 b", "3 c", "4 d"}, r.stdout.WaitForLines(t, 4))
-	assert.Equal(t, []string{"", "2"}, conns.headers(), "the reconnect says where it was")
+	assert.Equal(t, []string{"", "run-1-2"}, conns.headers(), "the reconnect says where it was")
 }
 
 func TestSSE_ReportsAResetAsAGap(t *testing.T) {

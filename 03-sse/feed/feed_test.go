@@ -1,7 +1,9 @@
 package feed_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"realtime/03-sse/feed"
+	"realtime/03-sse/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -36,9 +39,21 @@ func publish(tb testing.TB, log *feed.Log, texts ...string) []feed.Update {
 	tb.Helper()
 	var out []feed.Update
 	for _, text := range texts {
-		u, err := log.Publish(text)
+		e, err := log.Publish(text)
 		require.NoError(tb, err)
-		out = append(out, u)
+		out = append(out, e.Update)
+	}
+	return out
+}
+
+// unlimited asks After for everything it holds.
+var unlimited = feed.Limit{Updates: math.MaxInt, Bytes: math.MaxInt}
+
+// updates returns the updates of entries, for comparing.
+func updates(entries []feed.Entry) []feed.Update {
+	var out []feed.Update
+	for _, e := range entries {
+		out = append(out, e.Update)
 	}
 	return out
 }
@@ -62,10 +77,10 @@ func TestLog_AfterReturnsEverythingAfterTheCursorInOrder(t *testing.T) {
 
 	for after := range uint64(4) {
 		t.Run(fmt.Sprintf("after %d", after), func(t *testing.T) {
-			got, last, err := log.After(feed.Cursor{After: after})
+			got, last, err := log.After(feed.Cursor{After: after}, unlimited)
 			require.NoError(t, err)
 			assert.Equal(t, uint64(3), last)
-			assert.Empty(t, cmp.Diff(all[after:], got, cmpEmptyAsNil()))
+			assert.Empty(t, cmp.Diff(all[after:], updates(got), cmpEmptyAsNil()))
 		})
 	}
 }
@@ -74,11 +89,11 @@ func TestLog_KeepsOnlyTheNewestHistory(t *testing.T) {
 	log := newLog(t, 3)
 	all := publish(t, log, "a", "b", "c", "d", "e")
 
-	got, last, err := log.After(feed.Cursor{After: 2})
+	got, last, err := log.After(feed.Cursor{After: 2}, unlimited)
 
 	require.NoError(t, err, "cursor 2 is just before the oldest held update, 3")
 	assert.Equal(t, uint64(5), last)
-	assert.Empty(t, cmp.Diff(all[2:], got))
+	assert.Empty(t, cmp.Diff(all[2:], updates(got)))
 }
 
 func TestLog_RefusesCursorsItCannotServe(t *testing.T) {
@@ -96,7 +111,7 @@ func TestLog_RefusesCursorsItCannotServe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, last, err := log.After(tt.cursor)
+			got, last, err := log.After(tt.cursor, unlimited)
 			require.ErrorIs(t, err, feed.ErrGap)
 			assert.Nil(t, got)
 			assert.Equal(t, uint64(5), last, "a gap still tells where to continue")
@@ -106,14 +121,14 @@ func TestLog_RefusesCursorsItCannotServe(t *testing.T) {
 
 func TestLog_ServesCursorsAtTheEdges(t *testing.T) {
 	empty := newLog(t, 3)
-	updates, last, err := empty.After(feed.Cursor{After: 0, Epoch: "run-1"})
+	updates, last, err := empty.After(feed.Cursor{After: 0, Epoch: "run-1"}, unlimited)
 	require.NoError(t, err, "an empty log serves cursor 0 of its own epoch")
 	assert.Empty(t, updates)
 	assert.Zero(t, last)
 
 	log := newLog(t, 3)
 	publish(t, log, "a", "b", "c", "d", "e")
-	updates, last, err = log.After(feed.Cursor{After: 5, Epoch: "run-1"})
+	updates, last, err = log.After(feed.Cursor{After: 5, Epoch: "run-1"}, unlimited)
 	require.NoError(t, err, "the newest id is always servable, even after eviction")
 	assert.Empty(t, updates)
 	assert.Equal(t, uint64(5), last)
@@ -175,7 +190,7 @@ func TestLog_ConcurrentPublishersAndReadersSeeOneGaplessOrder(t *testing.T) {
 	wg.Go(func() {
 		var cursor uint64
 		for cursor < publishers*each {
-			got, _, err := log.After(feed.Cursor{After: cursor})
+			got, _, err := log.After(feed.Cursor{After: cursor}, unlimited)
 			if !assert.NoError(t, err) {
 				return
 			}
@@ -189,7 +204,7 @@ func TestLog_ConcurrentPublishersAndReadersSeeOneGaplessOrder(t *testing.T) {
 	})
 	wg.Wait()
 
-	got, last, err := log.After(feed.Cursor{})
+	got, last, err := log.After(feed.Cursor{}, unlimited)
 	require.NoError(t, err)
 	assert.Equal(t, uint64(publishers*each), last)
 	seen := make(map[string]bool)
@@ -202,6 +217,112 @@ func TestLog_ConcurrentPublishersAndReadersSeeOneGaplessOrder(t *testing.T) {
 
 func cmpEmptyAsNil() cmp.Option {
 	return cmp.FilterValues(func(a, b []feed.Update) bool { return len(a) == 0 && len(b) == 0 }, cmp.Ignore())
+}
+
+func TestLog_EncodesEachUpdateOnceAsTheUpdateJSON(t *testing.T) {
+	log := newLog(t, 8)
+
+	e, err := log.Publish(`<b> & "quotes"`)
+	require.NoError(t, err)
+
+	var decoded feed.Update
+	require.NoError(t, json.Unmarshal(e.JSON, &decoded))
+	assert.Empty(t, cmp.Diff(e.Update, decoded), "mismatch (-want +got)")
+	assert.Contains(t, string(e.JSON), `"<b> & \"quotes\""`, "no HTML escaping: the JSON is never embedded in a page")
+	held, _, err := log.After(feed.Cursor{}, unlimited)
+	require.NoError(t, err)
+	require.Len(t, held, 1)
+	assert.Same(t, &e.JSON[0], &held[0].JSON[0], "readers share the bytes encoded at publish time")
+}
+
+func TestLog_AfterHandsOutABoundedBatch(t *testing.T) {
+	log := newLog(t, 8)
+	all := publish(t, log, "a", "b", "c", "d", "e")
+	size := func(u feed.Update) int {
+		b, err := json.Marshal(u)
+		require.NoError(t, err)
+		return len(b)
+	}
+
+	tests := []struct {
+		name  string
+		limit feed.Limit
+		want  []feed.Update
+	}{
+		{"at most Updates updates", feed.Limit{Updates: 2, Bytes: math.MaxInt}, all[:2]},
+		{"at most Bytes bytes of JSON", feed.Limit{Updates: 10, Bytes: size(all[0]) + size(all[1]) + 1}, all[:2]},
+		{"the first update even when it alone is over Bytes", feed.Limit{Updates: 10, Bytes: 1}, all[:1]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, last, err := log.After(feed.Cursor{}, tt.limit)
+			require.NoError(t, err)
+			assert.Equal(t, uint64(5), last, "last still says how far the log goes")
+			assert.Empty(t, cmp.Diff(tt.want, updates(got)), "mismatch (-want +got)")
+		})
+	}
+}
+
+func TestLog_RefusesBlankText(t *testing.T) {
+	log := newLog(t, 3)
+	for _, blank := range []string{" ", "\t\r\n", "\u00a0\u3000"} {
+		_, err := log.Publish(blank)
+		assert.ErrorIs(t, err, feed.ErrEmpty, "%q", blank)
+	}
+	assert.Zero(t, log.Last())
+}
+
+func TestLog_ServesCursorZeroOfAnotherRun(t *testing.T) {
+	log := newLog(t, 3)
+	all := publish(t, log, "a", "b")
+
+	got, _, err := log.After(feed.Cursor{After: 0, Epoch: "run-0"}, unlimited)
+
+	require.NoError(t, err, "a client that has seen nothing of an earlier run has nothing to lose")
+	assert.Empty(t, cmp.Diff(all, updates(got)), "mismatch (-want +got)")
+}
+
+func TestCursor_RoundTripsThroughItsText(t *testing.T) {
+	tests := []struct {
+		text string
+		want feed.Cursor
+	}{
+		{"42", feed.Cursor{After: 42}},
+		{"0", feed.Cursor{}},
+		{"3f9a0c1d2e4b5a69-42", feed.Cursor{After: 42, Epoch: "3f9a0c1d2e4b5a69"}},
+		{"run-1-7", feed.Cursor{After: 7, Epoch: "run-1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			got, err := feed.ParseCursor(tt.text)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.text, got.String())
+		})
+	}
+}
+
+func TestCursor_RefusesMalformedText(t *testing.T) {
+	tests := []struct {
+		name, text, wantErr string
+	}{
+		{"empty", "", "empty; want an update id such as 42, or EPOCH-42"},
+		{"not a number", "abc", `"abc" is not an update id such as 42, or EPOCH-42`},
+		{"negative", "-5", `"-5" is not an update id such as 42, or EPOCH-42`},
+		{"an epoch too long", strings.Repeat("e", 65) + "-5", `"` + strings.Repeat("e", 65) + `-5": the epoch before the last '-' is longer than 64 bytes`},
+		{"a plus sign", "+5", `"+5" is not an update id such as 42, or EPOCH-42`},
+		{"too large", "18446744073709551616", `"18446744073709551616" is too large`},
+		{"an epoch with no id", "abc-", "empty; want an update id such as 42, or EPOCH-42"},
+		{"an epoch a URL would mangle", "a b-5", `"a b-5": the epoch may hold only letters, digits, '-' and '_'`},
+		{"a long value, echoed only in part", strings.Repeat("9", 300),
+			`"` + strings.Repeat("9", 100) + `"… (300 bytes) is too large`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := feed.ParseCursor(tt.text)
+			assert.EqualError(t, err, tt.wantErr)
+		})
+	}
 }
 
 func TestLog_ChangedIsClosedByTheNextPublish(t *testing.T) {
@@ -227,72 +348,148 @@ func TestLog_ChangedIsClosedByTheNextPublish(t *testing.T) {
 	}
 }
 
+// subscribe subscribes at the end of the log, with no history to send.
+func subscribe(tb testing.TB, log *feed.Log, queue int) *feed.Subscription {
+	tb.Helper()
+	history, _, sub, err := log.SubscribeAfter(feed.Cursor{After: log.Last()}, queue)
+	require.NoError(tb, err)
+	require.Empty(tb, history)
+	return sub
+}
+
+// next returns the next update sub delivers, or fails the test if none
+// comes within testkit.WaitTimeout.
+func next(tb testing.TB, sub *feed.Subscription) feed.Update {
+	tb.Helper()
+	select {
+	case e, open := <-sub.Updates():
+		require.True(tb, open, "the subscription ended")
+		return e.Update
+	case <-time.After(testkit.WaitTimeout):
+		tb.Fatalf("no update within %v", testkit.WaitTimeout)
+		return feed.Update{}
+	}
+}
+
 func TestSubscription_ReceivesEveryUpdatePublishedAfterIt(t *testing.T) {
 	log := newLog(t, 8)
 	publish(t, log, "before")
-	sub := log.Subscribe(4)
+	sub := subscribe(t, log, 4)
 	defer sub.Close()
 
 	want := publish(t, log, "a", "b")
 
-	got := []feed.Update{<-sub.Updates(), <-sub.Updates()}
-	assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
+	got := []feed.Update{next(t, sub), next(t, sub)}
+	assert.Empty(t, cmp.Diff(want, got), "mismatch (-want +got)")
+}
+
+func TestSubscribeAfter_PutsEachUpdateInExactlyOneOfHistoryAndSubscription(t *testing.T) {
+	log := newLog(t, 8)
+	all := publish(t, log, "a", "b")
+
+	history, last, sub, err := log.SubscribeAfter(feed.Cursor{After: 0, Epoch: "run-1"}, 4)
+	require.NoError(t, err)
+	defer sub.Close()
+	all = append(all, publish(t, log, "c")...)
+
+	assert.Equal(t, uint64(2), last)
+	assert.Empty(t, cmp.Diff(all[:2], updates(history)), "mismatch (-want +got)")
+	assert.Empty(t, cmp.Diff(all[2], next(t, sub)), "mismatch (-want +got)")
+}
+
+func TestSubscribeAfter_ReportsAGapAndStillSubscribes(t *testing.T) {
+	log := newLog(t, 8)
+	publish(t, log, "a", "b")
+
+	history, last, sub, err := log.SubscribeAfter(feed.Cursor{After: 1, Epoch: "run-0"}, 4)
+	require.ErrorIs(t, err, feed.ErrGap)
+	defer sub.Close()
+	c := publish(t, log, "c")
+
+	assert.Empty(t, history)
+	assert.Equal(t, uint64(2), last, "where the client continues")
+	assert.Empty(t, cmp.Diff(c[0], next(t, sub)), "what follows is delivered (-want +got)")
+}
+
+func TestSubscribeAfter_NeitherLosesNorRepeatsUpdatesPublishedMeanwhile(t *testing.T) {
+	// Subscribers join at every moment of a stream of publishes: whatever
+	// the interleaving, history and subscription together are 1..n, once each.
+	const publishers, each, subscribers = 4, 100, 16
+	const n = publishers * each
+	log, err := feed.New(n)
+	require.NoError(t, err)
+
+	got := make(chan []uint64, subscribers)
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				_, err := log.Publish(fmt.Sprintf("p%d-%d", p, i))
+				assert.NoError(t, err)
+			}
+		})
+	}
+	for range subscribers {
+		wg.Go(func() {
+			history, _, sub, err := log.SubscribeAfter(feed.Cursor{}, n)
+			if !assert.NoError(t, err) {
+				return
+			}
+			defer sub.Close()
+			var ids []uint64
+			for _, e := range history {
+				ids = append(ids, e.ID)
+			}
+			for len(ids) < n {
+				e, open := <-sub.Updates() // bounded: the publishers above send n in all
+				if !assert.True(t, open, "dropped with a queue that holds everything") {
+					break
+				}
+				ids = append(ids, e.ID)
+			}
+			got <- ids
+		})
+	}
+	wg.Wait()
+	close(got)
+
+	want := make([]uint64, n)
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	for ids := range got {
+		assert.Empty(t, cmp.Diff(want, ids), "mismatch (-want +got)")
+	}
 }
 
 func TestSubscription_IsDroppedWhenItFallsBehindAndNeverSlowsThePublisher(t *testing.T) {
 	log := newLog(t, 8)
-	slow := log.Subscribe(2)
-	fast := log.Subscribe(8)
+	slow := subscribe(t, log, 2)
+	fast := subscribe(t, log, 8)
 	defer fast.Close()
 
 	all := publish(t, log, "a", "b", "c") // the slow one reads nothing: the third does not fit
 
 	var gotSlow []feed.Update
-	for u := range slow.Updates() { // closed after what was queued
-		gotSlow = append(gotSlow, u)
+	for e := range slow.Updates() { // closed after what was queued
+		gotSlow = append(gotSlow, e.Update)
 	}
-	assert.Empty(t, cmp.Diff(all[:2], gotSlow), "(-want +got)")
+	assert.Empty(t, cmp.Diff(all[:2], gotSlow), "mismatch (-want +got)")
 	assert.True(t, slow.Dropped(), "the slow subscriber is told why its channel closed")
-	got := []feed.Update{<-fast.Updates(), <-fast.Updates(), <-fast.Updates()}
-	assert.Empty(t, cmp.Diff(all, got), "the others lose nothing (-want +got)")
+	got := []feed.Update{next(t, fast), next(t, fast), next(t, fast)}
+	assert.Empty(t, cmp.Diff(all, got), "the others lose nothing: mismatch (-want +got)")
 	assert.False(t, fast.Dropped())
 }
 
 func TestSubscription_CloseEndsItAndIsSafeTwice(t *testing.T) {
 	log := newLog(t, 8)
-	sub := log.Subscribe(2)
+	sub := subscribe(t, log, 2)
 
 	sub.Close()
 	sub.Close()
 	publish(t, log, "after close")
 
-	_, open := <-sub.Updates()
+	_, open := <-sub.Updates() // closed already: does not block
 	assert.False(t, open)
 	assert.False(t, sub.Dropped(), "closed by its owner, not dropped")
-}
-
-func TestSubscription_ManyConcurrentSubscribersAndPublishers(t *testing.T) {
-	log, err := feed.New(1024)
-	require.NoError(t, err)
-	const subscribers, updates = 16, 200
-	var wg sync.WaitGroup
-	for range subscribers {
-		sub := log.Subscribe(updates)
-		wg.Go(func() {
-			defer sub.Close()
-			var next uint64 = 1
-			for u := range sub.Updates() {
-				assert.Equal(t, next, u.ID)
-				next++
-				if next > updates {
-					return
-				}
-			}
-		})
-	}
-	for i := range updates {
-		_, err := log.Publish(fmt.Sprint(i))
-		require.NoError(t, err)
-	}
-	wg.Wait()
 }

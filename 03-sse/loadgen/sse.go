@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"realtime/03-sse/client"
+	"realtime/03-sse/feed"
 )
 
 // SSE opens cfg.Clients event streams, then publishes one update cfg.Rounds
@@ -109,11 +109,11 @@ func (c *rawClient) stream(ctx context.Context, after uint64, connected *atomic.
 			connected.Add(1)
 			defer connected.Add(-1)
 		case "message":
-			id, err := strconv.ParseUint(event.LastEventID, 10, 64)
+			cursor, err := feed.ParseCursor(event.LastEventID)
 			if err != nil {
-				return errors.New("an update event without an id")
+				return fmt.Errorf("an update event without a cursor as its id: %w", err)
 			}
-			received(id)
+			received(cursor.After)
 		}
 	}
 }

@@ -135,7 +135,7 @@ func TestPage_SSEPaneReceivesUpdatesAndResumesAfterTheServerDropsIt(t *testing.T
 	tcp.CloseAll() // the server drops every connection
 	publishAll(t, log, "while away")
 
-	assert.Equal(t, "1", receive(t, streams, "the browser to reconnect"), "EventSource resumes with Last-Event-ID")
+	assert.Equal(t, "run-1-1", receive(t, streams, "the browser to reconnect"), "EventSource resumes with Last-Event-ID, the whole cursor")
 	publishAll(t, log, "after")
 	require.NoError(t, chromedp.Do(ctx,
 		waitForText("#sse .updates", "2 while away"),

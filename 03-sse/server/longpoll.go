@@ -28,12 +28,16 @@ const (
 // published, the wait ends (204), or the client or server goes away.
 func handleLongPoll(log *feed.Log, answer http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		query := r.URL.Query()
-		if !query.Has("wait") {
+		value, given, err := queryValue(r, "wait")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if !given {
 			answer.ServeHTTP(w, r)
 			return
 		}
-		wait, err := parseWait(query.Get("wait"))
+		wait, err := parseWait(value)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -44,7 +48,7 @@ func handleLongPoll(log *feed.Log, answer http.Handler) http.Handler {
 			return
 		}
 		changed := log.Changed() // before After: see Changed
-		if updates, _, err := log.After(cursor); len(updates) > 0 || err != nil || wait == 0 {
+		if updates, _, err := log.After(cursor, feed.Limit{Updates: 1}); len(updates) > 0 || err != nil || wait == 0 {
 			answer.ServeHTTP(w, r)
 			return
 		}
@@ -75,7 +79,7 @@ func parseWait(s string) (time.Duration, error) {
 	wait, err := time.ParseDuration(s)
 	switch {
 	case err != nil:
-		return 0, fmt.Errorf("wait: %q is not a duration such as 30s", s)
+		return 0, fmt.Errorf("wait: %s is not a duration such as 30s", feed.Quote(s))
 	case wait < 0:
 		return 0, fmt.Errorf("wait: %v is negative", wait)
 	case wait > MaxWait:

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -59,7 +60,7 @@ func TestLongPoll_AnswersAsSoonAsAnUpdateArrives(t *testing.T) {
 	require.NoError(t, err)
 
 	got := receive(t, answers, "the held poll to be answered (long before its 60s)")
-	assert.Empty(t, cmp.Diff(poll{Updates: []feed.Update{u}, Last: 1, Epoch: "run-1"}, got), "(-want +got)")
+	assert.Empty(t, cmp.Diff(poll{Updates: []feed.Update{u.Update}, Last: 1, Epoch: "run-1"}, got), "(-want +got)")
 }
 
 func TestLongPoll_HoldsOnlyWhenThereIsNothingNew(t *testing.T) {
@@ -207,7 +208,9 @@ func TestLongPoll_RefusesMalformedWaits(t *testing.T) {
 		{"negative", "?wait=-1s", `wait: -1s is negative`},
 		{"over a minute", "?wait=61s", `wait: 1m1s is longer than the longest wait, 1m0s`},
 		{"an hour", "?wait=1h", `wait: 1h0m0s is longer than the longest wait, 1m0s`},
-		{"a bad cursor with it", "?after=x&wait=1s", `after: "x" is not a non-negative decimal integer`},
+		{"a bad cursor with it", "?after=x&wait=1s", `after: "x" is not an update id such as 42, or EPOCH-42`},
+		{"given twice", "?wait=1s&wait=2s", "wait: given 2 times; give it once"},
+		{"absurdly long, echoed only in part", "?wait=" + strings.Repeat("s", 5000), `wait: "` + strings.Repeat("s", 100) + `"… (5000 bytes) is not a duration such as 30s`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -80,7 +80,8 @@ func TestPublish_RefusesBadBodiesAndPublishesNothing(t *testing.T) {
 		status int
 		reason string
 	}{
-		{"empty body", http.MethodPost, "", http.StatusBadRequest, "update text is empty"},
+		{"empty body", http.MethodPost, "", http.StatusBadRequest, "update text is empty or only white space"},
+		{"only white space", http.MethodPost, " \r\n\t", http.StatusBadRequest, "update text is empty or only white space"},
 		{"body over 64 KiB", http.MethodPost, strings.Repeat("x", feed.MaxDataBytes+1), http.StatusRequestEntityTooLarge, "update text is larger than 65536 bytes"},
 		{"invalid UTF-8", http.MethodPost, "caf\xe9", http.StatusBadRequest, "update text is not valid UTF-8"},
 		{"GET instead of POST", http.MethodGet, "", http.StatusMethodNotAllowed, "Method Not Allowed"},
@@ -129,7 +130,7 @@ func TestShortPoll_AnswersEveryUpdateAfterTheCursor(t *testing.T) {
 		{"after 0", "?after=0", []feed.Update{a, b, c}},
 		{"after 1", "?after=1", []feed.Update{b, c}},
 		{"after the newest: nothing, not null", "?after=3", []feed.Update{}},
-		{"with this run's epoch", "?after=2&epoch=run-1", []feed.Update{c}},
+		{"with this run's epoch", "?after=run-1-2", []feed.Update{c}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,7 +153,7 @@ func TestShortPoll_AnswersGoneWhenTheCursorCannotBeServed(t *testing.T) {
 		{"older than the history", "?after=1"},
 		{"ahead of the newest update", "?after=5"},
 		{"the largest id there is", "?after=18446744073709551615"},
-		{"from an earlier server run", "?after=3&epoch=run-0"},
+		{"from an earlier server run", "?after=run-0-3"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,14 +170,16 @@ func TestShortPoll_RefusesMalformedCursors(t *testing.T) {
 	tests := []struct {
 		name, query, reason string
 	}{
-		{"negative", "?after=-1", `after: "-1" is not a non-negative decimal integer`},
-		{"not a number", "?after=abc", `after: "abc" is not a non-negative decimal integer`},
-		{"a fraction", "?after=1.5", `after: "1.5" is not a non-negative decimal integer`},
-		{"a plus sign", "?after=%2B1", `after: "+1" is not a non-negative decimal integer`},
-		{"spaces", "?after=%201", `after: " 1" is not a non-negative decimal integer`},
-		{"empty", "?after=", "after: empty; want an update id such as 42"},
+		{"negative", "?after=-1", `after: "-1" is not an update id such as 42, or EPOCH-42`},
+		{"not a number", "?after=abc", `after: "abc" is not an update id such as 42, or EPOCH-42`},
+		{"a fraction", "?after=1.5", `after: "1.5" is not an update id such as 42, or EPOCH-42`},
+		{"a plus sign", "?after=%2B1", `after: "+1" is not an update id such as 42, or EPOCH-42`},
+		{"spaces", "?after=%201", `after: " 1" is not an update id such as 42, or EPOCH-42`},
+		{"empty", "?after=", "after: empty; want an update id such as 42, or EPOCH-42"},
 		{"larger than any id", "?after=18446744073709551616", `after: "18446744073709551616" is too large`},
-		{"absurdly long", "?after=" + strings.Repeat("9", 5000), `after: "` + strings.Repeat("9", 5000) + `" is too large`},
+		{"absurdly long, echoed only in part", "?after=" + strings.Repeat("9", 5000), `after: "` + strings.Repeat("9", 100) + `"… (5000 bytes) is too large`},
+		{"an epoch with no id", "?after=run-1-", "after: empty; want an update id such as 42, or EPOCH-42"},
+		{"given twice", "?after=5&after=abc", "after: given 2 times; give it once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

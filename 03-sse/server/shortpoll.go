@@ -1,23 +1,31 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"realtime/03-sse/feed"
 )
 
-// batch is the answer to GET /updates.
+// batch is the answer to GET /updates. Updates holds each update's JSON as
+// the log encoded it once, for every reader.
 type batch struct {
-	Updates []feed.Update `json:"updates"`
-	Last    uint64        `json:"last"`
-	Epoch   string        `json:"epoch"`
+	Updates []json.RawMessage `json:"updates"`
+	Last    uint64            `json:"last"`
+	Epoch   string            `json:"epoch"`
 }
 
-// handleShortPoll answers GET /updates?after=N[&epoch=E] at once with every
-// held update after N, or 410 Gone when N cannot be served.
+// maxBatch bounds one answer, so that it costs memory in proportion to this
+// limit and never to the history: 1,024 updates of 64 KiB, JSON-escaped,
+// would be hundreds of megabytes in one buffer. A client that gets fewer
+// updates than "last" promises asks again at once.
+var maxBatch = feed.Limit{Updates: 256, Bytes: 1 << 20}
+
+// handleShortPoll answers GET /updates?after=CURSOR at once with the held
+// updates after the cursor (a bounded batch), or 410 Gone when the cursor
+// cannot be served.
 func handleShortPoll(log *feed.Log) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cursor, err := parseCursor(r)
@@ -25,45 +33,43 @@ func handleShortPoll(log *feed.Log) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		updates, last, err := log.After(cursor)
+		entries, last, err := log.After(cursor, maxBatch)
 		if errors.Is(err, feed.ErrGap) {
 			writeJSON(w, http.StatusGone, gapAnswer{Last: last, Epoch: log.Epoch()})
 			return
 		}
-		if updates == nil {
-			updates = []feed.Update{} // "updates": [], never null
+		updates := make([]json.RawMessage, len(entries)) // "updates": [], never null
+		for i, e := range entries {
+			updates[i] = e.JSON
 		}
 		writeJSON(w, http.StatusOK, batch{Updates: updates, Last: last, Epoch: log.Epoch()})
 	})
 }
 
-// parseCursor reads ?after=N (default 0) and the optional ?epoch=E.
+// parseCursor reads ?after=CURSOR: "EPOCH-ID", or a bare id, which skips the
+// restart check; missing means 0.
 func parseCursor(r *http.Request) (feed.Cursor, error) {
-	query := r.URL.Query()
-	cursor := feed.Cursor{Epoch: query.Get("epoch")}
-	if !query.Has("after") {
-		return cursor, nil
+	value, ok, err := queryValue(r, "after")
+	if err != nil || !ok {
+		return feed.Cursor{}, err
 	}
-	after, err := parseID(query.Get("after"))
+	cursor, err := feed.ParseCursor(value)
 	if err != nil {
 		return cursor, fmt.Errorf("after: %w", err)
 	}
-	cursor.After = after
 	return cursor, nil
 }
 
-// parseID accepts plain decimal digits that fit an id, and says which rule
-// a refused value broke.
-func parseID(s string) (uint64, error) {
-	if s == "" {
-		return 0, errors.New("empty; want an update id such as 42")
+// queryValue returns the query parameter name, and whether it was given. A
+// parameter given twice is an error: with "first wins", a proxy and the
+// server could each read a different one.
+func queryValue(r *http.Request, name string) (string, bool, error) {
+	values := r.URL.Query()[name]
+	switch len(values) {
+	case 0:
+		return "", false, nil
+	case 1:
+		return values[0], true, nil
 	}
-	id, err := strconv.ParseUint(s, 10, 64)
-	if errors.Is(err, strconv.ErrRange) {
-		return 0, fmt.Errorf("%q is too large", s)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a non-negative decimal integer", s)
-	}
-	return id, nil
+	return "", false, fmt.Errorf("%s: given %d times; give it once", name, len(values))
 }

@@ -32,12 +32,19 @@ const (
 	// writes: enough for a few ordinary events, so an idle stream holds
 	// little.
 	maxKeptBuffer = 1 << 10
+	// flushAt is how much a replay collects before it writes: the history
+	// goes out in pieces of about this size, never in one buffer as large
+	// as the history.
+	flushAt = 32 << 10
 )
 
 // handleSSE streams updates as text/event-stream: a hello event with the
-// epoch, then every update after the cursor (Last-Event-ID, or ?after=N on
-// the first connect) as "id: <id>" and "data: <update JSON>", live, until the
-// client leaves, the server shuts down, or the subscriber falls behind.
+// epoch, then every update after the cursor (Last-Event-ID, or ?after=CURSOR
+// on the first connect) as "id: EPOCH-ID" and "data: <update JSON>", live,
+// until the client leaves, the server shuts down, or the subscriber falls
+// behind. The id is a whole cursor, epoch included, so that a stock
+// EventSource hands it back as Last-Event-ID after a server restart and is
+// told about the gap.
 func handleSSE(log *feed.Log, cfg config, detached *detachedStreams) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cursor, err := parseStreamCursor(r)
@@ -52,40 +59,47 @@ func handleSSE(log *feed.Log, cfg config, detached *detachedStreams) http.Handle
 		if r.Method == http.MethodHead {
 			return // the headers are the whole answer
 		}
-		// Subscribe before reading the history, so that an update published
-		// in between is in one or both, never in neither; ids drop the copy.
-		sub := log.Subscribe(cfg.queue)
 
 		if conn, ok := hijack(w); ok {
 			// Ours from here: the head is the first thing written, and the
 			// body ends when the connection closes.
-			out := &eventWriter{out: conn, buf: responseHead(header)}
+			out := &eventWriter{out: conn, epoch: log.Epoch(), buf: responseHead(header)}
 			detached.run(conn, func(ctx context.Context) {
-				streamEvents(ctx, out, log, sub, cursor, cfg)
+				streamEvents(ctx, out, log, cursor, cfg)
 			})
 			return
 		}
-		out := &eventWriter{out: responseSink{w, http.NewResponseController(w)}}
-		streamEvents(r.Context(), out, log, sub, cursor, cfg)
+		out := &eventWriter{out: responseSink{w, http.NewResponseController(w)}, epoch: log.Epoch()}
+		streamEvents(r.Context(), out, log, cursor, cfg)
 	})
 }
 
+// position is the data of the hello and reset events: the newest id, and
+// the server run.
+type position struct {
+	Last  uint64 `json:"last"`
+	Epoch string `json:"epoch"`
+}
+
 // streamEvents writes the hello and the history after cursor, then every
-// update sub delivers and a heartbeat between them, until ctx ends, the
-// subscriber is dropped or a write fails. It closes sub.
-func streamEvents(ctx context.Context, stream *eventWriter, log *feed.Log, sub *feed.Subscription, cursor feed.Cursor, cfg config) {
+// update published after it and a heartbeat between them, until ctx ends,
+// the subscriber is dropped or a write fails.
+func streamEvents(ctx context.Context, stream *eventWriter, log *feed.Log, cursor feed.Cursor, cfg config) {
+	history, last, sub, err := log.SubscribeAfter(cursor, cfg.queue)
 	defer sub.Close()
-	history, last, err := log.After(cursor)
-	stream.printf("retry: %d\nevent: hello\ndata: {\"last\":%d,\"epoch\":%q}\n\n", cfg.retry.Milliseconds(), last, log.Epoch())
-	sent := cursor.After
+	here := position{Last: last, Epoch: log.Epoch()}
+	stream.printf("retry: %d\n", cfg.retry.Milliseconds())
+	stream.event("hello", here)
 	if errors.Is(err, feed.ErrGap) {
 		// The id moves the client's Last-Event-ID to where it continues.
-		stream.printf("id: %d\nevent: reset\ndata: {\"last\":%d,\"epoch\":%q}\n\n", last, last, log.Epoch())
-		sent = last
+		stream.id(last)
+		stream.event("reset", here)
 	}
-	for _, u := range history {
-		stream.update(u)
-		sent = u.ID
+	for _, e := range history {
+		stream.update(e)
+		if len(stream.buf) >= flushAt {
+			stream.flush()
+		}
 	}
 	stream.flush()
 
@@ -93,15 +107,11 @@ func streamEvents(ctx context.Context, stream *eventWriter, log *feed.Log, sub *
 	defer heartbeat.Stop()
 	for stream.err == nil {
 		select {
-		case u, open := <-sub.Updates():
+		case e, open := <-sub.Updates():
 			if !open {
 				return // dropped for falling behind: the client resumes from its last id
 			}
-			if u.ID <= sent {
-				continue // already sent from the history
-			}
-			stream.update(u)
-			sent = u.ID
+			stream.update(e)
 		case <-heartbeat.C:
 			stream.printf(": ping\n\n")
 		case <-ctx.Done():
@@ -119,8 +129,9 @@ type eventWriter struct {
 		io.Writer
 		SetWriteDeadline(time.Time) error
 	}
-	buf []byte
-	err error
+	epoch string // the server run, the first half of every id
+	buf   []byte
+	err   error
 }
 
 func (s *eventWriter) printf(format string, args ...any) {
@@ -129,15 +140,34 @@ func (s *eventWriter) printf(format string, args ...any) {
 	}
 }
 
-// update writes one update as one event. JSON escapes every newline, so the
-// data is always a single line.
-func (s *eventWriter) update(u feed.Update) {
-	data, err := json.Marshal(u)
+// id writes the id line of the next event: the cursor of update last.
+func (s *eventWriter) id(last uint64) {
+	if s.err == nil {
+		s.buf = append(s.buf, "id: "...)
+		s.buf = append(feed.Cursor{After: last, Epoch: s.epoch}.Append(s.buf), '\n')
+	}
+}
+
+// event writes an event of type name whose data is v as JSON.
+func (s *eventWriter) event(name string, v any) {
+	data, err := json.Marshal(v)
 	if err != nil {
-		s.err = err
+		s.err = fmt.Errorf("encode %s event: %w", name, err)
 		return
 	}
-	s.printf("id: %d\ndata: %s\n\n", u.ID, data)
+	s.printf("event: %s\ndata: %s\n\n", name, data)
+}
+
+// update writes one update as one event, with the JSON the log encoded once
+// for every reader: nothing is allocated per subscriber. JSON escapes every
+// newline, so the data is always a single line.
+func (s *eventWriter) update(e feed.Entry) {
+	s.id(e.ID)
+	if s.err == nil {
+		s.buf = append(s.buf, "data: "...)
+		s.buf = append(s.buf, e.JSON...)
+		s.buf = append(s.buf, "\n\n"...)
+	}
 }
 
 // flush sends what printf collected, in one write.
@@ -189,19 +219,17 @@ func responseHead(header http.Header) []byte {
 }
 
 // parseStreamCursor reads the cursor of an event stream: the Last-Event-ID
-// header that EventSource sends when it reconnects, or else ?after=N; and the
-// optional ?epoch=E.
+// header that EventSource sends when it reconnects, or else ?after=CURSOR.
 func parseStreamCursor(r *http.Request) (feed.Cursor, error) {
 	cursor, err := parseCursor(r)
 	if err != nil {
 		return cursor, err
 	}
 	if id := r.Header.Get("Last-Event-ID"); id != "" {
-		after, err := parseID(id)
+		cursor, err = feed.ParseCursor(id)
 		if err != nil {
 			return cursor, fmt.Errorf("Last-Event-ID: %w", err)
 		}
-		cursor.After = after
 	}
 	return cursor, nil
 }

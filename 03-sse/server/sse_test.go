@@ -69,11 +69,13 @@ func skipHello(tb testing.TB, stream *client.EventStream) client.Event {
 	return hello
 }
 
+// updateEvent is the event of update u in the run "run-1": its id is the
+// whole cursor, epoch included.
 func updateEvent(tb testing.TB, u feed.Update) client.Event {
 	tb.Helper()
 	data, err := json.Marshal(u)
 	require.NoError(tb, err)
-	return client.Event{Type: "message", Data: string(data), LastEventID: fmt.Sprint(u.ID)}
+	return client.Event{Type: "message", Data: string(data), LastEventID: fmt.Sprint("run-1-", u.ID)}
 }
 
 func TestSSE_PushesEveryUpdateOnOneConnection(t *testing.T) {
@@ -83,9 +85,9 @@ func TestSSE_PushesEveryUpdateOnOneConnection(t *testing.T) {
 
 	var want, got []client.Event
 	for _, text := range []string{"a", "b", "c"} {
-		u, err := log.Publish(text)
+		e, err := log.Publish(text)
 		require.NoError(t, err)
-		want = append(want, updateEvent(t, u))
+		want = append(want, updateEvent(t, e.Update))
 		got = append(got, nextEvent(t, stream))
 	}
 
@@ -122,25 +124,31 @@ func TestSSE_FramesTheStreamAsTheProtocolSays(t *testing.T) {
 	}
 
 	assert.Equal(t, "retry: 2000\nevent: hello\ndata: {\"last\":0,\"epoch\":\"run-1\"}\n", readUntilBlank())
-	u, err := log.Publish(`taxi "at" the station`)
+	e, err := log.Publish(`taxi "at" the station`)
 	require.NoError(t, err)
-	data, err := json.Marshal(u)
+	data, err := json.Marshal(e.Update)
 	require.NoError(t, err)
-	assert.Equal(t, "id: 1\ndata: "+string(data)+"\n", readUntilBlank(), "one event per update: id, then the update JSON")
+	assert.Equal(t, "id: run-1-1\ndata: "+string(data)+"\n", readUntilBlank(), "one event per update: the cursor as id, then the update JSON")
 }
 
 func TestSSE_ResumesFromLastEventID(t *testing.T) {
 	srv, log := start(t, 8)
 	all := publishAll(t, log, "a", "b", "c")
 
-	_, stream := openStream(t, srv, "?after=0", http.Header{"Last-Event-Id": {"1"}}) // the header wins
-	skipHello(t, stream)
-	d, err := log.Publish("d")
-	require.NoError(t, err)
+	for _, id := range []string{"run-1-1", "1"} { // the id as sent, or a bare one
+		t.Run(id, func(t *testing.T) {
+			_, stream := openStream(t, srv, "?after=0", http.Header{"Last-Event-Id": {id}}) // the header wins
+			skipHello(t, stream)
 
-	got := []client.Event{nextEvent(t, stream), nextEvent(t, stream), nextEvent(t, stream)}
-	want := []client.Event{updateEvent(t, all[1]), updateEvent(t, all[2]), updateEvent(t, d)}
-	assert.Empty(t, cmp.Diff(want, got), "history after 1, then live (-want +got)")
+			got := []client.Event{nextEvent(t, stream), nextEvent(t, stream)}
+			want := []client.Event{updateEvent(t, all[1]), updateEvent(t, all[2])}
+			assert.Empty(t, cmp.Diff(want, got), "the history after 1: mismatch (-want +got)")
+		})
+	}
+	_, stream := openStream(t, srv, "", http.Header{"Last-Event-Id": {"run-1-3"}})
+	skipHello(t, stream)
+	d := publishAll(t, log, "d")
+	assert.Empty(t, cmp.Diff(updateEvent(t, d[0]), nextEvent(t, stream)), "then live: mismatch (-want +got)")
 }
 
 func TestSSE_ResumesFromAfterOnTheFirstConnect(t *testing.T) {
@@ -175,7 +183,7 @@ func TestSSE_NeitherSkipsNorRepeatsUpdatesPublishedDuringTheReplay(t *testing.T)
 	skipHello(t, stream)
 	for id := 1; id <= total; id++ {
 		e := nextEvent(t, stream)
-		require.Equal(t, fmt.Sprint(id), e.LastEventID, "ids arrive once each, in order")
+		require.Equal(t, fmt.Sprint("run-1-", id), e.LastEventID, "ids arrive once each, in order")
 	}
 	<-published
 }
@@ -183,19 +191,20 @@ func TestSSE_NeitherSkipsNorRepeatsUpdatesPublishedDuringTheReplay(t *testing.T)
 func TestSSE_SendsResetWhenTheCursorCannotBeServed(t *testing.T) {
 	srv, log := start(t, 2)
 	publishAll(t, log, "a", "b", "c", "d") // holds 3 and 4
-	tests := []struct{ name, query, lastEventID string }{
-		{"older than the history", "", "1"},
-		{"ahead of the newest update", "", "9"},
-		{"from an earlier server run", "?epoch=run-0", "4"},
+	tests := []struct{ name, lastEventID string }{
+		{"older than the history", "run-1-1"},
+		{"ahead of the newest update", "run-1-9"},
+		{"ahead, with no epoch", "9"},
+		{"from an earlier server run, as a stock EventSource sends it back", "run-0-4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, stream := openStream(t, srv, tt.query, http.Header{"Last-Event-Id": {tt.lastEventID}})
+			_, stream := openStream(t, srv, "", http.Header{"Last-Event-Id": {tt.lastEventID}})
 			skipHello(t, stream)
 
 			reset := nextEvent(t, stream)
 
-			want := client.Event{Type: "reset", Data: `{"last":4,"epoch":"run-1"}`, LastEventID: "4"}
+			want := client.Event{Type: "reset", Data: `{"last":4,"epoch":"run-1"}`, LastEventID: "run-1-4"}
 			assert.Empty(t, cmp.Diff(want, reset), "(-want +got)")
 		})
 	}
@@ -206,8 +215,10 @@ func TestSSE_RefusesMalformedCursors(t *testing.T) {
 	tests := []struct {
 		name, query, lastEventID, reason string
 	}{
-		{"a Last-Event-ID that is not an id", "", "abc", `Last-Event-ID: "abc" is not a non-negative decimal integer`},
-		{"a negative after", "?after=-1", "", `after: "-1" is not a non-negative decimal integer`},
+		{"a Last-Event-ID that is not an id", "", "abc", `Last-Event-ID: "abc" is not an update id such as 42, or EPOCH-42`},
+		{"a Last-Event-ID with a mangled epoch", "", "run 1-4", `Last-Event-ID: "run 1-4": the epoch may hold only letters, digits, '-' and '_'`},
+		{"a negative after", "?after=-1", "", `after: "-1" is not an update id such as 42, or EPOCH-42`},
+		{"after given twice", "?after=1&after=2", "", "after: given 2 times; give it once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,10 +250,10 @@ func TestSSE_OutlivesTheServersWriteTimeout(t *testing.T) {
 	_, stream := openStream(t, srv, "", nil)
 	skipHello(t, stream)
 
-	u, err := log.Publish("still streaming")
+	e, err := log.Publish("still streaming")
 	require.NoError(t, err)
 
-	assert.Empty(t, cmp.Diff(updateEvent(t, u), nextEvent(t, stream)), "(-want +got)")
+	assert.Empty(t, cmp.Diff(updateEvent(t, e.Update), nextEvent(t, stream)), "(-want +got)")
 }
 
 func TestSSE_EndsTheStreamWhenTheServerShutsDown(t *testing.T) {
@@ -286,10 +297,10 @@ func TestSSE_StreamsOverHTTP2Too(t *testing.T) {
 	stream := client.NewEventStream(resp.Body)
 	skipHello(t, stream)
 
-	u, err := log.Publish("over h2")
+	e, err := log.Publish("over h2")
 	require.NoError(t, err)
 
-	assert.Empty(t, cmp.Diff(updateEvent(t, u), nextEvent(t, stream)), "(-want +got)")
+	assert.Empty(t, cmp.Diff(updateEvent(t, e.Update), nextEvent(t, stream)), "(-want +got)")
 }
 
 // streamWriter is a ResponseWriter for handlers run inside a synctest
@@ -384,7 +395,8 @@ func TestSSE_DisconnectsASubscriberThatCannotKeepUp(t *testing.T) {
 		handler := server.New(log, server.WithQueue(4))
 		slow := newStreamWriter()
 		returned := serveInBubble(t.Context(), handler, slow)
-		fast := log.Subscribe(64)
+		_, _, fast, err := log.SubscribeAfter(feed.Cursor{}, 64)
+		require.NoError(t, err)
 		defer fast.Close()
 		synctest.Wait() // the stream has sent its hello and waits for updates
 
@@ -415,9 +427,9 @@ func publishAll(tb testing.TB, log *feed.Log, texts ...string) []feed.Update {
 	tb.Helper()
 	var out []feed.Update
 	for _, text := range texts {
-		u, err := log.Publish(text)
+		e, err := log.Publish(text)
 		require.NoError(tb, err)
-		out = append(out, u)
+		out = append(out, e.Update)
 	}
 	return out
 }

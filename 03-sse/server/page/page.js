@@ -28,21 +28,24 @@ function follower(view) {
   let epoch = "";
   return {
     get after() { return after; },
+    // cursor is the position as the server reads it: EPOCH-ID once the
+    // epoch is known, so that a restarted server cannot pass its own
+    // updates off as the ones after ours.
+    get cursor() { return epoch ? epoch + "-" + after : String(after); },
     // query returns the poll's parameters: the cursor, and any extra ones.
     query(extra) {
-      const query = new URLSearchParams({ after: String(after), ...extra });
-      if (epoch) query.set("epoch", epoch);
-      return query;
+      return new URLSearchParams({ after: this.cursor, ...extra });
     },
-    // take handles one answer of GET /updates; it throws on an error status.
+    // take handles one answer of GET /updates, and returns true when the
+    // server holds more than the answer carried; it throws on an error status.
     async take(answer) {
-      if (answer.status === 204) return; // a long poll's wait ended: nothing new
+      if (answer.status === 204) return false; // a long poll's wait ended: nothing new
       if (answer.status === 410) {
         const body = await answer.json();
         view.gap("server cannot resume after " + after + "; continuing from " + body.last);
         after = body.last;
         epoch = body.epoch;
-        return;
+        return false;
       }
       if (!answer.ok) throw new Error("HTTP " + answer.status);
       const body = await answer.json();
@@ -52,6 +55,7 @@ function follower(view) {
         view.show(update);
         after = update.id;
       }
+      return after < body.last;
     },
   };
 }

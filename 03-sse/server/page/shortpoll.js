@@ -7,13 +7,14 @@
   const intervalMs = 1000;
 
   async function poll() {
+    let more = false;
     try {
-      await cursor.take(await fetch("updates?" + cursor.query(), { cache: "no-store" }));
-      view.state("polling every " + intervalMs / 1000 + "s, cursor " + cursor.after);
+      more = await cursor.take(await fetch("updates?" + cursor.query(), { cache: "no-store" }));
+      view.state("polling every " + intervalMs / 1000 + "s, cursor " + cursor.cursor);
     } catch (err) {
       view.state("server unreachable (" + err.message + "), retrying");
     }
-    setTimeout(poll, intervalMs);
+    setTimeout(poll, more ? 0 : intervalMs); // a batch of several: the rest at once
   }
   poll();
 })();
