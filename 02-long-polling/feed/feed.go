@@ -77,11 +77,15 @@ const maxEpochBytes = 64
 
 // String writes the cursor as clients carry it: "EPOCH-ID", or the bare id
 // when the epoch is not known.
-func (c Cursor) String() string {
-	if c.Epoch == "" {
-		return strconv.FormatUint(c.After, 10)
+func (c Cursor) String() string { return string(c.Append(nil)) }
+
+// Append appends the cursor, as String writes it, to b: a stream that sends
+// a cursor with every update does so without allocating.
+func (c Cursor) Append(b []byte) []byte {
+	if c.Epoch != "" {
+		b = append(append(b, c.Epoch...), '-')
 	}
-	return c.Epoch + "-" + strconv.FormatUint(c.After, 10)
+	return strconv.AppendUint(b, c.After, 10)
 }
 
 // ParseCursor reads a cursor as String writes it: "EPOCH-ID", or a bare id,
