@@ -230,9 +230,10 @@ func (l *Log) Publish(data string) (Entry, error) {
 	}
 	close(l.changed) // wake every waiter at once, with no goroutine per waiter
 	l.changed = make(chan struct{})
+	shared := &e // one copy for every subscriber: a queue of pointers is small
 	for sub := range l.subscribers {
 		select {
-		case sub.updates <- e:
+		case sub.updates <- shared:
 		default: // full: this subscriber fell behind, and must not hold up the rest
 			sub.dropped = true
 			sub.end()
@@ -323,8 +324,8 @@ func (l *Log) oldest() uint64 {
 // cursor, as any reconnecting client does.
 type Subscription struct {
 	log     *Log
-	updates chan Entry
-	dropped bool // guarded by log.mu
+	updates chan *Entry // shared with every other subscriber: never modified
+	dropped bool        // guarded by log.mu
 }
 
 // SubscribeAfter subscribes with room for queue updates and, in the same
@@ -340,7 +341,7 @@ type Subscription struct {
 // caller's own slice, sharing each update's JSON, so it costs little however
 // large the updates are; write it out in bounded pieces.
 func (l *Log) SubscribeAfter(c Cursor, queue int) ([]Entry, uint64, *Subscription, error) {
-	sub := &Subscription{log: l, updates: make(chan Entry, queue)}
+	sub := &Subscription{log: l, updates: make(chan *Entry, queue)}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.subscribers[sub] = struct{}{}
@@ -355,8 +356,9 @@ func (l *Log) SubscribeAfter(c Cursor, queue int) ([]Entry, uint64, *Subscriptio
 }
 
 // Updates returns the channel of updates; it is closed when the subscription
-// is closed or dropped.
-func (s *Subscription) Updates() <-chan Entry { return s.updates }
+// is closed or dropped. Every subscriber receives the same *Entry: read it,
+// never modify it.
+func (s *Subscription) Updates() <-chan *Entry { return s.updates }
 
 // Dropped reports whether the subscription ended because it fell behind.
 func (s *Subscription) Dropped() bool {

@@ -111,7 +111,7 @@ func streamEvents(ctx context.Context, stream *eventWriter, log *feed.Log, curso
 			if !open {
 				return // dropped for falling behind: the client resumes from its last id
 			}
-			stream.update(e)
+			stream.update(*e)
 		case <-heartbeat.C:
 			stream.printf(": ping\n\n")
 		case <-ctx.Done():
