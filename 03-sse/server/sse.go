@@ -102,6 +102,7 @@ func streamEvents(ctx context.Context, stream *eventWriter, log *feed.Log, curso
 		}
 	}
 	stream.flush()
+	stream.trim()
 
 	heartbeat := time.NewTicker(cfg.heartbeat)
 	defer heartbeat.Stop()
@@ -118,6 +119,7 @@ func streamEvents(ctx context.Context, stream *eventWriter, log *feed.Log, curso
 			return // the client left, or the server is shutting down
 		}
 		stream.flush()
+		stream.trim()
 	}
 }
 
@@ -163,27 +165,47 @@ func (s *eventWriter) event(name string, v any) {
 // newline, so the data is always a single line.
 func (s *eventWriter) update(e feed.Entry) {
 	s.id(e.ID)
-	if s.err == nil {
-		s.buf = append(s.buf, "data: "...)
-		s.buf = append(s.buf, e.JSON...)
-		s.buf = append(s.buf, "\n\n"...)
+	if s.err != nil {
+		return
 	}
+	s.buf = append(s.buf, "data: "...)
+	if len(e.JSON) > flushAt {
+		// A large update goes out from the log's own bytes: copied into
+		// each stream's buffer, it would cost every subscriber its size.
+		s.flush()
+		s.write(e.JSON)
+	} else {
+		s.buf = append(s.buf, e.JSON...)
+	}
+	s.buf = append(s.buf, "\n\n"...)
 }
 
 // flush sends what printf collected, in one write.
 func (s *eventWriter) flush() {
-	if s.err != nil || len(s.buf) == 0 {
+	if len(s.buf) > 0 {
+		s.write(s.buf)
+		s.buf = s.buf[:0]
+	}
+}
+
+// trim drops a buffer that a replay or a large update grew: it is not kept
+// for the idle hours after it.
+func (s *eventWriter) trim() {
+	if cap(s.buf) > maxKeptBuffer {
+		s.buf = nil
+	}
+}
+
+// write sends p at once, unless an earlier write failed.
+func (s *eventWriter) write(p []byte) {
+	if s.err != nil {
 		return
 	}
 	// Each write gets its own deadline. This also replaces the server-wide
 	// WriteTimeout, which counts from the request and would cut the stream.
 	// (A ResponseRecorder cannot set one; it needs none.)
 	_ = s.out.SetWriteDeadline(time.Now().Add(sseWriteWait))
-	_, s.err = s.out.Write(s.buf)
-	s.buf = s.buf[:0]
-	if cap(s.buf) > maxKeptBuffer {
-		s.buf = nil // a long replay's buffer is not kept for the idle hours after it
-	}
+	_, s.err = s.out.Write(p)
 }
 
 // responseSink streams through a ResponseWriter that cannot be hijacked.
