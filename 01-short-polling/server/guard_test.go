@@ -186,3 +186,14 @@ func TestGuard_EveryAnswerSaysNosniff(t *testing.T) {
 		})
 	}
 }
+
+func TestPage_ForbidsFramingAndEverythingNotItsOwn(t *testing.T) {
+	srv, _ := start(t, 8)
+
+	resp, _ := send(t, srv, http.MethodGet, "/", "", nil)
+
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t,
+		"default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+		resp.Header.Get("Content-Security-Policy"))
+}

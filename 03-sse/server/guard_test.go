@@ -189,6 +189,17 @@ func TestGuard_EveryAnswerSaysNosniff(t *testing.T) {
 	}
 }
 
+func TestPage_ForbidsFramingAndEverythingNotItsOwn(t *testing.T) {
+	srv, _ := start(t, 8)
+
+	resp, _ := send(t, srv, http.MethodGet, "/", "", nil)
+
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t,
+		"default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+		resp.Header.Get("Content-Security-Policy"))
+}
+
 func TestGuard_EventStreamsSayNosniffHijackedOrNot(t *testing.T) {
 	t.Run("over HTTP/1.1, where the handler hijacks the connection and writes the head itself", func(t *testing.T) {
 		srv, _ := start(t, 8)
