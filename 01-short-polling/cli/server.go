@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -34,11 +35,19 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (host:port); loopback unless -expose")
 	expose := fs.Bool("expose", false, "allow -addr to be reachable from other machines")
 	history := fs.Int("history", feed.DefaultHistory, "how many updates to keep for clients that fall behind")
+	var allowedHosts []string
+	fs.Func("allow-host", "comma-separated host `names` or IP addresses that requests may name besides loopback ones and,\n"+
+		"with -expose, the -addr host: a reverse proxy's or a LAN name (others are refused, against DNS rebinding)", addHosts(&allowedHosts))
 	if err := parseFlags(fs, args[1:], stderr); err != nil {
 		return err
 	}
 	if err := checkLoopback(*addr, *expose); err != nil {
 		return err
+	}
+	if *expose {
+		// The address it was told to listen on is one of its names.
+		host, _, _ := net.SplitHostPort(*addr) // checkLoopback has checked it
+		allowedHosts = append(allowedHosts, host)
 	}
 	log, err := feed.New(*history)
 	if err != nil {
@@ -50,7 +59,7 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return err
 	}
 	srv := &http.Server{
-		Handler:           server.New(log),
+		Handler:           server.New(log, server.WithAllowedHosts(allowedHosts...)),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -95,6 +104,24 @@ func checkLoopback(addr string, expose bool) error {
 		return nil
 	}
 	return usageErrorf("-addr %q is not a loopback address; add -expose to listen on it", addr)
+}
+
+// addHosts parses the -allow-host flag: it adds each comma-separated name
+// to hosts, which must be bare, as Host carries them (the port may be any).
+func addHosts(hosts *[]string) func(string) error {
+	return func(value string) error {
+		for name := range strings.SplitSeq(value, ",") {
+			name = strings.TrimSpace(name)
+			_, err := netip.ParseAddr(strings.Trim(name, "[]"))
+			// Past an IPv6 address, a colon is a port or a scheme; a Host
+			// never matches a name with one, or with a path or a wildcard.
+			if err != nil && (name == "" || strings.ContainsAny(name, ":/[]* ")) {
+				return fmt.Errorf("%q is not a host name or IP address; give one without scheme or port, such as updates.example", name)
+			}
+			*hosts = append(*hosts, name)
+		}
+		return nil
+	}
 }
 
 // publishLines publishes each line of stdin as one update until EOF. Blank

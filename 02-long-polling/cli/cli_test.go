@@ -210,6 +210,33 @@ func TestServer_ShutsDownCleanlyWhenItsContextEnds(t *testing.T) {
 	assert.NoError(t, srv.stop(t))
 }
 
+func TestServer_AllowHostLetsTheNamedHostsThrough(t *testing.T) {
+	_, url := startServer(t, "127.0.0.1:0", "-allow-host", "updates.example,lan.example", "-allow-host", "192.0.2.10")
+	port := url[strings.LastIndexByte(url, ':'):]
+	tests := []struct {
+		host   string
+		status int
+	}{
+		{"updates.example" + port, http.StatusOK},
+		{"lan.example", http.StatusOK},
+		{"192.0.2.10" + port, http.StatusOK},
+		{"localhost" + port, http.StatusOK},
+		{"other.example" + port, http.StatusMisdirectedRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, url+"/updates", nil)
+			require.NoError(t, err)
+			req.Host = tt.host
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+
+			assert.Equal(t, tt.status, resp.StatusCode)
+		})
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -228,6 +255,8 @@ func TestUsageErrors(t *testing.T) {
 		{"public address without -expose", cli.RunServer, []string{"-addr", "0.0.0.0:8080"}, `-addr "0.0.0.0:8080" is not a loopback address; add -expose to listen on it`},
 		{"address without port", cli.RunServer, []string{"-addr", "127.0.0.1"}, `-addr "127.0.0.1": address 127.0.0.1: missing port in address`},
 		{"history zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-history", "0"}, "-history: history must be at least 1, got 0"},
+		{"allowed host with a port", cli.RunServer, []string{"-allow-host", "updates.example:8080"}, `invalid value "updates.example:8080" for flag -allow-host: "updates.example:8080" is not a host name or IP address; give one without scheme or port, such as updates.example`},
+		{"allowed host that is empty", cli.RunServer, []string{"-allow-host", "a.example,,b.example"}, `invalid value "a.example,,b.example" for flag -allow-host: "" is not a host name or IP address; give one without scheme or port, such as updates.example`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

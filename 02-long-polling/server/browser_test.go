@@ -3,18 +3,27 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // browserTimeout bounds every wait on the page: long enough for a cold
 // Chromium start on a loaded CI machine.
 const browserTimeout = 30 * time.Second
+
+// reboundName is a name that the browser resolves to 127.0.0.1, as a DNS
+// name an attacker controls resolves after a DNS rebinding.
+const reboundName = "rebound.test"
 
 // newBrowser starts headless Chromium and returns a context for driving one
 // tab. Without Chromium the test is skipped, except under CI=true, where a
@@ -35,6 +44,7 @@ func newBrowser(tb testing.TB) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("host-resolver-rules", "MAP "+reboundName+" 127.0.0.1"),
 		chromedp.UserDataDir(tb.TempDir()),
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -101,4 +111,60 @@ func TestPage_LongPollingPaneShowsEachUpdateAsItIsPublished(t *testing.T) {
 		waitForText("#long .updates", "1 first"),
 		waitForText("#long .updates", "2 second"),
 	))
+}
+
+// attackPage is a page on another site that tries to publish to the server
+// at %s (a JavaScript string) the two ways a page can without asking CORS:
+// a no-cors fetch, and a form, whose text/plain body needs no preflight.
+const attackPage = `<!doctype html>
+<title>another site</title>
+<form id="attack" method="post" enctype="text/plain"><input name="data" value="from another site"><button>send</button></form>
+<p id="state">starting</p>
+<script>
+const victim = %[1]s;
+const state = document.getElementById("state");
+document.getElementById("attack").action = victim + "/publish";
+fetch(victim + "/publish", { method: "POST", mode: "no-cors", body: "from another site" })
+  .then(() => { state.textContent = "fetch answered"; }, (err) => { state.textContent = "fetch failed: " + err; });
+</script>`
+
+func TestPage_AnotherSiteCannotPublishThroughTheBrowser(t *testing.T) {
+	srv, log := start(t, 8)
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, attackPage, quote(srv.URL))
+	}))
+	t.Cleanup(attacker.Close)
+	// localhost and 127.0.0.1 are two sites to the browser, as two domains
+	// on the web are.
+	attackerURL := strings.Replace(attacker.URL, "127.0.0.1", "localhost", 1)
+	ctx := newBrowser(t)
+
+	// The page can never read the answer of a no-cors fetch, but it learns
+	// when it came: by then the server has handled the request.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(attackerURL), waitForText("#state", "fetch answered")))
+	assert.Zero(t, log.Last(), "the no-cors fetch published")
+
+	// The form navigates the tab to the server's answer.
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click("#attack button"))
+	require.NoError(t, err)
+	body, err := chromedp.Run(ctx, chromedp.Text("body"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(http.StatusForbidden), resp.Status)
+	assert.Equal(t, "refused POST /publish: cross-origin request detected from Sec-Fetch-Site header; only this server's own pages may write to it", strings.TrimSpace(body))
+	assert.Zero(t, log.Last(), "the form published")
+}
+
+func TestPage_IsNotServedUnderANameReboundToThisMachine(t *testing.T) {
+	srv, _ := start(t, 8)
+	rebound := strings.Replace(srv.URL, "127.0.0.1", reboundName, 1)
+	ctx := newBrowser(t)
+
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(rebound))
+	require.NoError(t, err)
+	body, err := chromedp.Run(ctx, chromedp.Text("body"))
+	require.NoError(t, err)
+
+	assert.Equal(t, int64(http.StatusMisdirectedRequest), resp.Status)
+	assert.Contains(t, body, `refused: Host "`+strings.TrimPrefix(rebound, "http://")+`" is not a name of this server`)
 }

@@ -10,11 +10,31 @@ import (
 )
 
 // New returns the handler for every route of this chapter, reading from and
-// publishing to log.
-func New(log *feed.Log) http.Handler {
+// publishing to log. Every route is behind the guard in guard.go.
+func New(log *feed.Log, opts ...Option) http.Handler {
+	var cfg config
+	for _, opt := range opts {
+		opt(&cfg)
+	}
 	mux := http.NewServeMux()
 	addRoutes(mux, log)
-	return mux
+	return guard(mux, cfg.allowedHosts)
+}
+
+// config is what the options set.
+type config struct {
+	allowedHosts []string // names besides loopback that Host may carry
+}
+
+// Option configures the handler New returns.
+type Option func(*config)
+
+// WithAllowedHosts lets requests name the server by hosts (names or IP
+// addresses, without a port) besides loopback ones: the name of a reverse
+// proxy in front of it, or its name on a LAN. Any other Host is refused, so
+// that a DNS name rebound to this machine cannot read it.
+func WithAllowedHosts(hosts ...string) Option {
+	return func(c *config) { c.allowedHosts = append(c.allowedHosts, hosts...) }
 }
 
 // writeJSON answers with v as JSON. Poll answers must never be cached: a

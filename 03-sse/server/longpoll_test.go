@@ -96,7 +96,7 @@ func TestLongPoll_AnswersNoContentWhenTheWaitEnds(t *testing.T) {
 		answer := httptest.NewRecorder()
 		start := time.Now()
 
-		handler.ServeHTTP(answer, httptest.NewRequest(http.MethodGet, "/updates?after=0&wait=30s", nil))
+		handler.ServeHTTP(answer, httptest.NewRequest(http.MethodGet, "http://localhost/updates?after=0&wait=30s", nil))
 
 		held := time.Since(start) // synctest's clock: no real 30 seconds pass
 		assert.Equal(t, http.StatusNoContent, answer.Code)
@@ -116,7 +116,7 @@ func TestLongPoll_JittersTheHoldSoTimeoutsDoNotComeInHerds(t *testing.T) {
 
 		for range 20 {
 			start := time.Now()
-			handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/updates?wait=10s", nil))
+			handler.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "http://localhost/updates?wait=10s", nil))
 			holds[time.Since(start)] = true
 		}
 
@@ -130,7 +130,7 @@ func TestLongPoll_ReleasesTheWaitWhenTheClientGoesAway(t *testing.T) {
 		require.NoError(t, err)
 		handler := server.New(log)
 		ctx, leave := context.WithCancel(t.Context())
-		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/updates?after=0&wait=60s", nil)
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "http://localhost/updates?after=0&wait=60s", nil)
 		returned := make(chan struct{})
 		start := time.Now()
 		go func() {

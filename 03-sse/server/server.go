@@ -14,24 +14,25 @@ import (
 // Server is the handler for every route of this chapter. Its event streams
 // outlive their requests, so it has a Shutdown of its own.
 type Server struct {
-	mux      *http.ServeMux
+	routes   http.Handler // every route, behind the guard
 	detached *detachedStreams
 }
 
 // New returns the handler for every route of this chapter, reading from and
-// publishing to log.
+// publishing to log. Every route is behind the guard in guard.go.
 func New(log *feed.Log, opts ...Option) *Server {
 	cfg := config{heartbeat: DefaultHeartbeat, retry: DefaultRetry, queue: DefaultQueue}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
-	s := &Server{mux: http.NewServeMux(), detached: newDetachedStreams()}
-	addRoutes(s.mux, log, cfg, s.detached)
+	mux := http.NewServeMux()
+	s := &Server{routes: guard(mux, cfg.allowedHosts), detached: newDetachedStreams()}
+	addRoutes(mux, log, cfg, s.detached)
 	return s
 }
 
 // ServeHTTP serves every route of this chapter.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.routes.ServeHTTP(w, r) }
 
 // Shutdown ends the event streams that run apart from their requests, and
 // waits for them until ctx ends. Call it with http.Server.Shutdown, which
@@ -40,13 +41,22 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.detached.shutdow
 
 // config is what the options set.
 type config struct {
-	heartbeat time.Duration // SSE: time between comment heartbeats
-	retry     time.Duration // SSE: the reconnection time sent to clients
-	queue     int           // SSE: updates a subscriber may fall behind before it is dropped
+	allowedHosts []string      // names besides loopback that Host may carry
+	heartbeat    time.Duration // SSE: time between comment heartbeats
+	retry        time.Duration // SSE: the reconnection time sent to clients
+	queue        int           // SSE: updates a subscriber may fall behind before it is dropped
 }
 
 // Option configures the handler New returns.
 type Option func(*config)
+
+// WithAllowedHosts lets requests name the server by hosts (names or IP
+// addresses, without a port) besides loopback ones: the name of a reverse
+// proxy in front of it, or its name on a LAN. Any other Host is refused, so
+// that a DNS name rebound to this machine cannot read it.
+func WithAllowedHosts(hosts ...string) Option {
+	return func(c *config) { c.allowedHosts = append(c.allowedHosts, hosts...) }
+}
 
 // WithHeartbeat sets the time between an event stream's heartbeats.
 func WithHeartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = d } }

@@ -343,7 +343,7 @@ func serveInBubble(ctx context.Context, handler http.Handler, w http.ResponseWri
 	returned := make(chan struct{})
 	go func() {
 		defer close(returned)
-		handler.ServeHTTP(w, httptest.NewRequestWithContext(ctx, http.MethodGet, "/events", nil))
+		handler.ServeHTTP(w, httptest.NewRequestWithContext(ctx, http.MethodGet, "http://localhost/events", nil))
 	}()
 	return returned
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // New returns the handler for every route of this chapter, reading from and
-// publishing to log.
+// publishing to log. Every route is behind the guard in guard.go.
 func New(log *feed.Log, opts ...Option) http.Handler {
 	cfg := config{heartbeat: DefaultHeartbeat, retry: DefaultRetry, queue: DefaultQueue}
 	for _, opt := range opts {
@@ -19,18 +19,27 @@ func New(log *feed.Log, opts ...Option) http.Handler {
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, log, cfg)
-	return mux
+	return guard(mux, cfg.allowedHosts)
 }
 
 // config is what the options set.
 type config struct {
-	heartbeat time.Duration // SSE: time between comment heartbeats
-	retry     time.Duration // SSE: the reconnection time sent to clients
-	queue     int           // SSE: updates a subscriber may fall behind before it is dropped
+	allowedHosts []string      // names besides loopback that Host may carry
+	heartbeat    time.Duration // SSE: time between comment heartbeats
+	retry        time.Duration // SSE: the reconnection time sent to clients
+	queue        int           // SSE: updates a subscriber may fall behind before it is dropped
 }
 
 // Option configures the handler New returns.
 type Option func(*config)
+
+// WithAllowedHosts lets requests name the server by hosts (names or IP
+// addresses, without a port) besides loopback ones: the name of a reverse
+// proxy in front of it, or its name on a LAN. Any other Host is refused, so
+// that a DNS name rebound to this machine cannot read it.
+func WithAllowedHosts(hosts ...string) Option {
+	return func(c *config) { c.allowedHosts = append(c.allowedHosts, hosts...) }
+}
 
 // WithHeartbeat sets the time between an event stream's heartbeats.
 func WithHeartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = d } }
