@@ -249,13 +249,14 @@ func buildKey(output string, errs []compileError) string {
 }
 
 var (
-	// noise are the lines of a failed test that do not say why it failed.
+	// noise are the lines of a failed test that do not say why it failed,
+	// as normalize leaves them.
 	noise = []*regexp.Regexp{
 		regexp.MustCompile(`^=== (RUN|PAUSE|CONT|NAME)\b`),
 		regexp.MustCompile(`^--- (FAIL|PASS|SKIP):`),
-		regexp.MustCompile(`^[^\s:]+\.go:\d+:$`),         // the header of testify's message
+		regexp.MustCompile(`^[^\s:]+\.go:N:$`),           // the header of testify's message
 		regexp.MustCompile(`^(Error Trace|Test):`),       // testify's trace, and the test's name again
-		regexp.MustCompile(`^[^\s]*[^\s:]+\.go:\d+$`),    // a trace's further frames
+		regexp.MustCompile(`^[^\s:]+\.go:N$`),            // a trace's further frames
 		regexp.MustCompile(`^(FAIL|PASS|ok)(\s|$)`),      // the package's summary
 		regexp.MustCompile(`^exit status \d+$`),          //
 		regexp.MustCompile(`^coverage: |^testing: warn`), //
