@@ -149,13 +149,17 @@ func TestLoadSeries_KeepsTheFormatStrict(t *testing.T) {
 		wantErr string
 	}{
 		{
-			name:    "a gap in the numbers",
-			mutate:  func(steps string) error { return os.Rename(filepath.Join(steps, "02-abs-of-a-negative-number"), filepath.Join(steps, "03-abs")) },
+			name: "a gap in the numbers",
+			mutate: func(steps string) error {
+				return os.Rename(filepath.Join(steps, "02-abs-of-a-negative-number"), filepath.Join(steps, "03-abs"))
+			},
 			wantErr: "03-abs: want step 2 here: steps are numbered from 1 without gaps",
 		},
 		{
-			name:    "a step without its green",
-			mutate:  func(steps string) error { return os.Remove(filepath.Join(steps, "01-add-sums-two-numbers", "green.patch")) },
+			name: "a step without its green",
+			mutate: func(steps string) error {
+				return os.Remove(filepath.Join(steps, "01-add-sums-two-numbers", "green.patch"))
+			},
 			wantErr: "01-add-sums-two-numbers: a step needs red.patch and green.patch",
 		},
 		{
