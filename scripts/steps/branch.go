@@ -372,6 +372,12 @@ func writeCode(ctx context.Context, dir, hash string, ch *Chapter, rewrite *stri
 			if err := os.Remove(filepath.Join(ch.Dir, filepath.FromSlash(f))); err != nil {
 				return nil, err
 			}
+			// git keeps no empty folders, and neither does a chapter.
+			for d := filepath.Dir(filepath.Join(ch.Dir, filepath.FromSlash(f))); d != ch.Dir; d = filepath.Dir(d) {
+				if os.Remove(d) != nil { // not empty: stop
+					break
+				}
+			}
 		}
 	}
 	return changed, nil

@@ -81,6 +81,7 @@ func TestExport_WritesBackExactlyWhatBranchRead(t *testing.T) {
 }
 
 func TestExport_CarriesAFixOfAnEarlyStepThroughEveryLaterStepAndChapter(t *testing.T) {
+	t.Parallel()
 	root := fixture(t, "")
 	dir := filepath.Join(t.TempDir(), "branch")
 	require.NoError(t, Branch(t.Context(), root, dir, []string{"01-one", "02-two"}))
@@ -120,11 +121,9 @@ func TestExport_CarriesAFixOfAnEarlyStepThroughEveryLaterStepAndChapter(t *testi
 		require.Len(t, got, 1)
 		assert.Contains(t, got[0], "ROOT/01-one/README.md:30: block drifted from step 1 green (1 green diff)")
 
-		_, err = Prove(t.Context(), root, nil, ProveOptions{Jobs: 2, Write: true})
+		reports, err = Prove(t.Context(), root, nil, ProveOptions{Jobs: 2, Write: true})
 		require.NoError(t, err)
-		reports, err = Prove(t.Context(), root, nil, ProveOptions{Jobs: 2})
-		require.NoError(t, err)
-		assert.Empty(t, problems(root, reports))
+		assert.Empty(t, problems(root, reports), "-w reports only what it could not rewrite")
 	})
 }
 
@@ -173,6 +172,7 @@ func TestExport_NumbersStepsByTheirOrder(t *testing.T) {
 }
 
 func TestState_WritesARunnableFolderForAnyChange(t *testing.T) {
+	t.Parallel()
 	root := fixture(t, "")
 
 	t.Run("the red of a later chapter is the chapter before, its module path, and the red", func(t *testing.T) {
@@ -209,6 +209,18 @@ func TestState_WritesARunnableFolderForAnyChange(t *testing.T) {
 		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()
 		assert.NoError(t, err, "%s", out)
+	})
+	t.Run("a red runs with the go test flags its failure block gives", func(t *testing.T) {
+		readme := filepath.Join(root, "01-one", "README.md")
+		data, err := os.ReadFile(readme)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(readme, bytes.Replace(data, []byte("[step]:# (2 red failure)"), []byte("[step]:# (2 red failure -timeout 5s)"), 1), 0o644))
+		dir := filepath.Join(t.TempDir(), "here")
+		var stdout bytes.Buffer
+
+		require.NoError(t, run(t.Context(), []string{"steps", "-root", root, "state", "01-one", "2", "red", dir}, &stdout, &stdout))
+
+		assert.Contains(t, stdout.String(), "its new tests fail: cd "+dir+" && go test -timeout 5s -run '^(TestAbs)$' ./calc\n")
 	})
 	t.Run("a change the series does not have is an error that says what it has", func(t *testing.T) {
 		var stdout bytes.Buffer

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // testFunc is one Test function of a chapter state.
@@ -94,6 +95,16 @@ func newTests(before, after string) ([]testFunc, error) {
 	return changed, nil
 }
 
+const (
+	// redTimeout bounds a red's run when its failure block gives no
+	// -timeout: a red that hangs must fail the proof, not stall CI for go
+	// test's default ten minutes. Flags given later on the line win.
+	redTimeout = 2 * time.Minute
+	// greenTimeout bounds every test of a chapter at a green state: the
+	// chapters' slowest package takes about 30s on the CI machine.
+	greenTimeout = 5 * time.Minute
+)
+
 // testEvent is one line of go test -json.
 type testEvent struct {
 	Action      string
@@ -127,14 +138,15 @@ type RedRun struct {
 
 // runRed runs tests, the new tests of a red, in the chapter state in dir.
 // The output shows dir's parent as "…/", so name dir after the chapter.
-func runRed(ctx context.Context, dir, module string, tests []testFunc) (RedRun, error) {
+func runRed(ctx context.Context, dir, module string, tests []testFunc, flags []string) (RedRun, error) {
 	pattern, dirs := testPattern(tests)
 	run := RedRun{
-		Command: redCommand(tests),
+		Command: redCommand(tests, flags),
 		Failed:  make(map[string]bool),
 		Keys:    make(map[string][]string),
 	}
-	cmd := exec.CommandContext(ctx, "go", append([]string{"test", "-json", "-count=1", "-run", pattern}, dirs...)...)
+	args := slices.Concat([]string{"test", "-count=1", "-timeout", redTimeout.String()}, flags, []string{"-run", pattern}, dirs)
+	cmd := exec.CommandContext(ctx, "go", append([]string{"test", "-json"}, args[1:]...)...)
 	cmd.Dir = dir
 	cmd.Env = goEnv()
 	var stdout, stderr bytes.Buffer
@@ -179,7 +191,7 @@ func runRed(ctx context.Context, dir, module string, tests []testFunc) (RedRun, 
 	if len(run.Failed) > 0 {
 		// What a learner sees: go test without -json prints each failure
 		// after its --- FAIL line, and no === RUN lines.
-		plain := exec.CommandContext(ctx, "go", append([]string{"test", "-count=1", "-run", pattern}, dirs...)...)
+		plain := exec.CommandContext(ctx, "go", args...)
 		plain.Dir = dir
 		plain.Env = goEnv()
 		out, _ := plain.CombinedOutput() // it fails, as the json run did
@@ -229,9 +241,9 @@ func testPattern(tests []testFunc) (pattern string, dirs []string) {
 }
 
 // redCommand is the command a learner types to see a red's failure.
-func redCommand(tests []testFunc) string {
+func redCommand(tests []testFunc, flags []string) string {
 	pattern, dirs := testPattern(tests)
-	return "go test -run '" + pattern + "' " + strings.Join(dirs, " ")
+	return strings.Join(slices.Concat([]string{"go", "test"}, flags, []string{"-run", "'" + pattern + "'"}, dirs), " ")
 }
 
 // buildKey is the line that says why a build failed: the first error, or

@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		for _, r := range results {
-			fmt.Fprintf(stdout, "%s: %d steps written to %s/%s/", r.Chapter, r.Steps, r.Chapter, StepsDir)
+			fmt.Fprintf(stdout, "%s: %s written to %s/%s/", r.Chapter, plural(r.Steps, "step"), r.Chapter, StepsDir)
 			if len(r.CodeChanged) > 0 {
 				fmt.Fprintf(stdout, "; code changed: %s", strings.Join(r.CodeChanged, ", "))
 			}
@@ -177,7 +177,8 @@ func materialize(ctx context.Context, root string, args []string, stdout io.Writ
 	if change == Red {
 		tests, err := newTests(stateBefore(ctx, ch, applied, scratch), work)
 		if err == nil && len(tests) > 0 {
-			fmt.Fprintf(stdout, "its new tests fail: cd %s && %s\n", dir, redCommand(tests))
+			flags, _ := RedFlags(filepath.Join(ch.Dir, "README.md")) // none, when the chapter has no walkthrough
+			fmt.Fprintf(stdout, "its new tests fail: cd %s && %s\n", dir, redCommand(tests, flags[step]))
 		}
 	} else {
 		fmt.Fprintf(stdout, "every test passes: cd %s && go test -race ./...\n", dir)
@@ -241,7 +242,7 @@ func prove(ctx context.Context, root string, args []string, stdout, stderr io.Wr
 			fmt.Fprintf(stdout, "%s: no series yet\n", r.Chapter)
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: %d steps\n", r.Chapter, r.Steps)
+		fmt.Fprintf(stdout, "%s: %s\n", r.Chapter, plural(r.Steps, "step"))
 		for _, s := range r.States {
 			fmt.Fprintf(stdout, "  step %2d %-8s %s\n", s.Step, s.Change, s.Status)
 		}
@@ -255,4 +256,11 @@ func prove(ctx context.Context, root string, args []string, stdout, stderr io.Wr
 		fmt.Fprintln(stdout, p)
 	}
 	return fmt.Errorf("%d problem(s)", len(problems))
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -105,9 +105,16 @@ func Prove(ctx context.Context, root string, names []string, opt ProveOptions) (
 		w := &walkthrough{chapter: ch.Name, patches: patches, states: make(map[stateKey]string), reds: make(map[int]RedRun)}
 		walks = append(walks, w)
 		states, problems := buildStates(ctx, ch, patches, filepath.Join(scratch, fmt.Sprintf("%02d", i)))
+		flags, err := RedFlags(filepath.Join(ch.Dir, "README.md"))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 		report.Problems = append(report.Problems, problems...)
 		report.States = make([]StateResult, len(states))
 		for j, s := range states {
+			if s.patch.Change == Red {
+				s.flags = flags[s.patch.Step]
+			}
 			w.states[stateKey{s.patch.Step, s.patch.Change}] = s.dir
 			report.States[j] = StateResult{Step: s.patch.Step, Change: s.patch.Change, Title: s.patch.Title}
 			if s.patch.Change != Red && firstGreen < 0 {
@@ -176,8 +183,9 @@ func runAll(jobs []func(), n int) {
 // state is one materialized state of a series.
 type state struct {
 	patch  Patch
-	dir    string // the chapter as it stands after patch, named as the chapter
-	before string // the state before patch
+	dir    string   // the chapter as it stands after patch, named as the chapter
+	before string   // the state before patch
+	flags  []string // a red's go test flags, from its failure block
 }
 
 // buildStates applies the series to the chapter before, one patch at a
@@ -275,7 +283,7 @@ func checkState(ctx context.Context, ch *Chapter, s state) (status string, probl
 		}
 		for _, args := range [][]string{
 			{"vet", "-trimpath", "./..."},
-			{"test", "-race", "-trimpath", "./..."},
+			{"test", "-race", "-trimpath", "-timeout", greenTimeout.String(), "./..."},
 		} {
 			cmd := exec.CommandContext(ctx, "go", args...)
 			cmd.Dir = s.dir
@@ -298,7 +306,7 @@ func checkState(ctx context.Context, ch *Chapter, s state) (status string, probl
 		fail("adds or changes no test function; a red is the test that drives the green")
 		return "NO NEW TEST", problems, nil
 	}
-	run, err := runRed(ctx, s.dir, ch.Module, tests)
+	run, err := runRed(ctx, s.dir, ch.Module, tests, s.flags)
 	if err != nil {
 		fail("%v", err)
 		return "did not run", problems, nil

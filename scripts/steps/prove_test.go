@@ -63,6 +63,7 @@ func statuses(r *Report) []string {
 }
 
 func TestProve_AcceptsASeriesThatRebuildsItsChapterAndIsShownAsItRuns(t *testing.T) {
+	t.Parallel()
 	root := fixture(t, "")
 
 	reports, err := Prove(t.Context(), root, nil, ProveOptions{Jobs: 2})
@@ -84,6 +85,7 @@ func TestProve_AcceptsASeriesThatRebuildsItsChapterAndIsShownAsItRuns(t *testing
 }
 
 func TestProve_CatchesEachWayASeriesGoesWrong(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, variant, chapter string
 		want                   []string // each must be the start of one problem
@@ -144,6 +146,7 @@ func TestProve_SaysAChapterWithoutASeriesHasNoneYet(t *testing.T) {
 }
 
 func TestProve_WriteTakesLineNumbersAndCodeFromTheRealStates(t *testing.T) {
+	t.Parallel()
 	root := fixture(t, "")
 	readme := filepath.Join(root, "01-one", "README.md")
 	good, err := os.ReadFile(readme)
@@ -173,6 +176,7 @@ func TestProve_WriteTakesLineNumbersAndCodeFromTheRealStates(t *testing.T) {
 }
 
 func TestProve_NeedsEachStepShownInOrderAndEveryCodeBlockToBeAState(t *testing.T) {
+	t.Parallel()
 	root := fixture(t, "")
 	readme := filepath.Join(root, "02-two", "README.md")
 	require.NoError(t, os.WriteFile(readme, []byte("# 02 · Two\n\n"+
@@ -194,6 +198,7 @@ func TestProve_NeedsEachStepShownInOrderAndEveryCodeBlockToBeAState(t *testing.T
 }
 
 func TestProve_NeedsTheStepsShownInTheOrderTheyAreBuilt(t *testing.T) {
+	t.Parallel()
 	root := fixture(t, "")
 	readme := filepath.Join(root, "01-one", "README.md")
 	data, err := os.ReadFile(readme)

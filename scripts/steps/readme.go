@@ -16,6 +16,7 @@ import (
 //	[step]:# (2 green diff)                                   the green change of step 2, as a diff
 //	[step]:# (2 green diff calc/calc.go)                      the part of it that changes calc/calc.go
 //	[step]:# (2 red failure)                                  what the red's new tests print
+//	[step]:# (2 red failure -timeout 5s)                      … when run with these go test flags
 //
 // Like embedmd's directive, it is a Markdown link definition: invisible
 // once rendered.
@@ -40,6 +41,7 @@ type directive struct {
 	File     string   // kindRegion: the file, relative to the chapter
 	Patterns []string // kindRegion: start and end regexps, "$" for the end of the file
 	Files    []string // kindDiff: only these files' parts of the diff
+	Flags    []string // kindFailure: go test flags the red runs with, "-timeout 5s"
 }
 
 func parseDirective(args string) (directive, error) {
@@ -57,10 +59,10 @@ func parseDirective(args string) (directive, error) {
 	}
 	switch fields[2] {
 	case "failure":
-		if d.Change != Red || len(fields) > 3 {
-			return directive{}, fmt.Errorf("a failure is shown as [step]:# (N red failure)")
+		if d.Change != Red || (len(fields) > 3 && !strings.HasPrefix(fields[3], "-")) {
+			return directive{}, fmt.Errorf("a failure is shown as [step]:# (N red failure [GO TEST FLAGS])")
 		}
-		d.Kind = kindFailure
+		d.Kind, d.Flags = kindFailure, fields[3:]
 	case "diff":
 		d.Kind, d.Files = kindDiff, fields[3:]
 	default:
@@ -75,6 +77,24 @@ func parseDirective(args string) (directive, error) {
 		}
 	}
 	return d, nil
+}
+
+// RedFlags reads the go test flags that a walkthrough's failure blocks give
+// each red, by step. Malformed lines are left to CheckReadme to report.
+func RedFlags(path string) (map[int][]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	flags := make(map[int][]string)
+	for _, line := range strings.Split(string(data), "\n") {
+		if m := stepLine.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+			if d, err := parseDirective(m[1]); err == nil && d.Kind == kindFailure && len(d.Flags) > 0 {
+				flags[d.Step] = d.Flags
+			}
+		}
+	}
+	return flags, nil
 }
 
 // parsePatterns splits "/start/ /end/" (either may be absent; the end may be
