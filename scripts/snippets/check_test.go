@@ -75,6 +75,17 @@ func TestCheck_WriteRewritesDriftedBlocksFromTheCode(t *testing.T) {
 	assert.Contains(t, string(data), "```go\nfunc Greet(name string) string {\n\treturn \"hello, \" + name\n}\n```\n")
 }
 
+func TestCheck_LeavesBlocksOfAStepSeriesToScriptsSteps(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "README.md")
+	require.NoError(t, os.WriteFile(path, []byte("[step]:# (2 red calc/abs.go)\n```go\nfunc Abs(x int) int { return x }\n```\n"), 0o644))
+
+	report, err := Check(path, false)
+
+	require.NoError(t, err)
+	assert.Empty(t, report.Problems, "the code of an earlier state is not in the folder; scripts/steps checks it")
+	assert.Zero(t, report.Checked)
+}
+
 func TestCheck_RejectsAnUnclosedBlock(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "README.md")
 	require.NoError(t, os.WriteFile(path, []byte("text\n```go\nfunc f() {}\n"), 0o644))

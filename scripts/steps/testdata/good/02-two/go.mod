@@ -1,0 +1,3 @@
+module realtime/02-two
+
+go 1.26.0
