@@ -46,14 +46,9 @@ func (p *program) stop(tb testing.TB) error {
 	tb.Helper()
 	p.cancel()
 	p.stdin.Close()
-	select {
-	case err := <-p.done:
-		p.done <- err // a second stop sees the same result
-		return err
-	case <-time.After(testkit.WaitTimeout):
-		tb.Fatal("the program did not return after its context ended")
-		return nil
-	}
+	err := testkit.Receive(tb, p.done, "the program to return after its context ended")
+	p.done <- err // a second stop sees the same result
+	return err
 }
 
 // waitForLines waits for n lines on the program's standard output. If the
@@ -165,10 +160,7 @@ func TestServer_KeepsServingAfterStdinCloses(t *testing.T) {
 	require.NoError(t, srv.stdin.Close())
 	srv.stdout.WaitFor(t, "stdin closed; still serving")
 
-	resp, err := http.Post(url+"/publish", "text/plain", strings.NewReader("still here"))
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	testkit.Publish(t, url, "still here")
 }
 
 func TestServer_ShutsDownCleanlyWhenItsContextEnds(t *testing.T) {

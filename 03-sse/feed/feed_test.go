@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"realtime/03-sse/feed"
+	"realtime/03-sse/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -235,7 +236,10 @@ func TestSubscription_ReceivesEveryUpdatePublishedAfterIt(t *testing.T) {
 
 	want := publish(t, log, "a", "b")
 
-	got := []feed.Update{<-sub.Updates(), <-sub.Updates()}
+	var got []feed.Update
+	for range 2 {
+		got = append(got, testkit.Receive(t, sub.Updates(), "the next update"))
+	}
 	assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
 }
 
@@ -248,12 +252,21 @@ func TestSubscription_IsDroppedWhenItFallsBehindAndNeverSlowsThePublisher(t *tes
 	all := publish(t, log, "a", "b", "c") // the slow one reads nothing: the third does not fit
 
 	var gotSlow []feed.Update
-	for u := range slow.Updates() { // closed after what was queued
-		gotSlow = append(gotSlow, u)
+	for range 2 {
+		gotSlow = append(gotSlow, testkit.Receive(t, slow.Updates(), "what the slow subscriber had queued"))
+	}
+	select {
+	case _, open := <-slow.Updates():
+		assert.False(t, open, "closed after what was queued")
+	default:
+		t.Error("the slow subscriber's channel is still open")
 	}
 	assert.Empty(t, cmp.Diff(all[:2], gotSlow), "(-want +got)")
 	assert.True(t, slow.Dropped(), "the slow subscriber is told why its channel closed")
-	got := []feed.Update{<-fast.Updates(), <-fast.Updates(), <-fast.Updates()}
+	var got []feed.Update
+	for range 3 {
+		got = append(got, testkit.Receive(t, fast.Updates(), "the next update"))
+	}
 	assert.Empty(t, cmp.Diff(all, got), "the others lose nothing (-want +got)")
 	assert.False(t, fast.Dropped())
 }
@@ -266,8 +279,12 @@ func TestSubscription_CloseEndsItAndIsSafeTwice(t *testing.T) {
 	sub.Close()
 	publish(t, log, "after close")
 
-	_, open := <-sub.Updates()
-	assert.False(t, open)
+	select {
+	case _, open := <-sub.Updates():
+		assert.False(t, open)
+	default:
+		t.Error("the channel is still open after Close")
+	}
 	assert.False(t, sub.Dropped(), "closed by its owner, not dropped")
 }
 
@@ -294,5 +311,7 @@ func TestSubscription_ManyConcurrentSubscribersAndPublishers(t *testing.T) {
 		_, err := log.Publish(fmt.Sprint(i))
 		require.NoError(t, err)
 	}
-	wg.Wait()
+	received := make(chan struct{})
+	go func() { wg.Wait(); close(received) }()
+	testkit.Receive(t, received, "every subscriber to receive every update")
 }

@@ -56,7 +56,7 @@ func nextEvent(tb testing.TB, stream *client.EventStream) client.Event {
 		e, err := stream.Next()
 		got <- result{e, err}
 	}()
-	r := receive(tb, got, "the next event")
+	r := testkit.Receive(tb, got, "the next event")
 	require.NoError(tb, r.err)
 	return r.e
 }
@@ -177,7 +177,7 @@ func TestSSE_NeitherSkipsNorRepeatsUpdatesPublishedDuringTheReplay(t *testing.T)
 		e := nextEvent(t, stream)
 		require.Equal(t, fmt.Sprint(id), e.LastEventID, "ids arrive once each, in order")
 	}
-	<-published
+	testkit.Receive(t, published, "the publisher to finish")
 }
 
 func TestSSE_SendsResetWhenTheCursorCannotBeServed(t *testing.T) {
@@ -263,7 +263,7 @@ func TestSSE_EndsTheStreamWhenTheServerShutsDown(t *testing.T) {
 		_, err := stream.Next()
 		ended <- err
 	}()
-	assert.ErrorIs(t, receive(t, ended, "the stream to end"), io.EOF, "a clean end, not a reset connection")
+	assert.ErrorIs(t, testkit.Receive(t, ended, "the stream to end"), io.EOF, "a clean end, not a reset connection")
 }
 
 func TestSSE_StreamsOverHTTP2Too(t *testing.T) {
@@ -397,7 +397,7 @@ func TestSSE_DisconnectsASubscriberThatCannotKeepUp(t *testing.T) {
 			require.NoError(t, err)
 		}
 		for i := range 10 {
-			assert.Equal(t, fmt.Sprint(i), (<-fast.Updates()).Data, "the others get everything")
+			assert.Equal(t, fmt.Sprint(i), testkit.Receive(t, fast.Updates(), "the next update").Data, "the others get everything")
 		}
 		close(stall) // the write in progress completes...
 		synctest.Wait()
