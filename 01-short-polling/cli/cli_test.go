@@ -107,7 +107,9 @@ func TestEndToEnd_WhatIsTypedIntoTheServerIsPrintedByTheClient(t *testing.T) {
 		"2 driver at 51.5080,-0.1281",
 		"3 arrived",
 	}
-	assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Empty(t, client.stderr.String())
 }
 
@@ -136,7 +138,9 @@ func TestEndToEnd_ClientSurvivesAServerRestartAndReportsTheGap(t *testing.T) {
 	second.type_(t, "c")
 
 	got := client.waitForLines(t, 3)
-	assert.Empty(t, cmp.Diff([]string{"1 a", "2 b", "1 c"}, got), "(-want +got)")
+	if diff := cmp.Diff([]string{"1 a", "2 b", "1 c"}, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestServer_PublishesLinesAndRefusesOnesTooLong(t *testing.T) {

@@ -159,7 +159,9 @@ func TestShortPoll_PrintsEachUpdateOnceInOrder(t *testing.T) {
 	mustPublish(t, log, "c")
 	got := r.stdout.WaitForLines(t, 3)
 
-	assert.Empty(t, cmp.Diff([]string{"1 a", "2 b", "3 c"}, got), "(-want +got)")
+	if diff := cmp.Diff([]string{"1 a", "2 b", "3 c"}, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Empty(t, r.stderr.String())
 }
 

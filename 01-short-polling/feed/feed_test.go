@@ -52,7 +52,9 @@ func TestLog_StampsUpdatesWithIncreasingIDsAndTime(t *testing.T) {
 		{ID: 1, Data: "a", Time: time.Date(2026, 11, 24, 19, 3, 12, 0, time.UTC)},
 		{ID: 2, Data: "b", Time: time.Date(2026, 11, 24, 19, 3, 13, 0, time.UTC)},
 	}
-	assert.Empty(t, cmp.Diff(want, got))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Equal(t, uint64(2), log.Last())
 }
 
@@ -65,7 +67,9 @@ func TestLog_AfterReturnsEverythingAfterTheCursorInOrder(t *testing.T) {
 			got, last, err := log.After(feed.Cursor{After: after})
 			require.NoError(t, err)
 			assert.Equal(t, uint64(3), last)
-			assert.Empty(t, cmp.Diff(all[after:], got, cmpEmptyAsNil()))
+			if diff := cmp.Diff(all[after:], got, cmpEmptyAsNil()); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -78,7 +82,9 @@ func TestLog_KeepsOnlyTheNewestHistory(t *testing.T) {
 
 	require.NoError(t, err, "cursor 2 is just before the oldest held update, 3")
 	assert.Equal(t, uint64(5), last)
-	assert.Empty(t, cmp.Diff(all[2:], got))
+	if diff := cmp.Diff(all[2:], got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestLog_RefusesCursorsItCannotServe(t *testing.T) {

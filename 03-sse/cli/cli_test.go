@@ -108,7 +108,9 @@ func TestEndToEnd_WhatIsTypedIntoTheServerIsPrintedByTheClient(t *testing.T) {
 		"2 driver at 51.5080,-0.1281",
 		"3 arrived",
 	}
-	assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Empty(t, client.stderr.String())
 }
 
@@ -121,7 +123,9 @@ func TestEndToEnd_LongPollingClientPrintsWhatIsTypedWithoutWaitingForAnInterval(
 	srv.type_(t, "arrived")
 
 	got := client.waitForLines(t, 2)
-	assert.Empty(t, cmp.Diff([]string{"1 driver at 51.5074,-0.1278", "2 arrived"}, got), "(-want +got)")
+	if diff := cmp.Diff([]string{"1 driver at 51.5074,-0.1278", "2 arrived"}, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Empty(t, client.stderr.String())
 }
 
@@ -183,7 +187,9 @@ func TestEndToEnd_ClientSurvivesAServerRestartAndReportsTheGap(t *testing.T) {
 	second.type_(t, "c")
 
 	got := client.waitForLines(t, 3)
-	assert.Empty(t, cmp.Diff([]string{"1 a", "2 b", "1 c"}, got), "(-want +got)")
+	if diff := cmp.Diff([]string{"1 a", "2 b", "1 c"}, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestServer_PublishesLinesAndRefusesOnesTooLong(t *testing.T) {

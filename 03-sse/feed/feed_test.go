@@ -53,7 +53,9 @@ func TestLog_StampsUpdatesWithIncreasingIDsAndTime(t *testing.T) {
 		{ID: 1, Data: "a", Time: time.Date(2026, 11, 24, 19, 3, 12, 0, time.UTC)},
 		{ID: 2, Data: "b", Time: time.Date(2026, 11, 24, 19, 3, 13, 0, time.UTC)},
 	}
-	assert.Empty(t, cmp.Diff(want, got))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Equal(t, uint64(2), log.Last())
 }
 
@@ -66,7 +68,9 @@ func TestLog_AfterReturnsEverythingAfterTheCursorInOrder(t *testing.T) {
 			got, last, err := log.After(feed.Cursor{After: after})
 			require.NoError(t, err)
 			assert.Equal(t, uint64(3), last)
-			assert.Empty(t, cmp.Diff(all[after:], got, cmpEmptyAsNil()))
+			if diff := cmp.Diff(all[after:], got, cmpEmptyAsNil()); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -79,7 +83,9 @@ func TestLog_KeepsOnlyTheNewestHistory(t *testing.T) {
 
 	require.NoError(t, err, "cursor 2 is just before the oldest held update, 3")
 	assert.Equal(t, uint64(5), last)
-	assert.Empty(t, cmp.Diff(all[2:], got))
+	if diff := cmp.Diff(all[2:], got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestLog_RefusesCursorsItCannotServe(t *testing.T) {
@@ -240,7 +246,9 @@ func TestSubscription_ReceivesEveryUpdatePublishedAfterIt(t *testing.T) {
 	for range 2 {
 		got = append(got, testkit.Receive(t, sub.Updates(), "the next update"))
 	}
-	assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSubscription_IsDroppedWhenItFallsBehindAndNeverSlowsThePublisher(t *testing.T) {
@@ -261,13 +269,17 @@ func TestSubscription_IsDroppedWhenItFallsBehindAndNeverSlowsThePublisher(t *tes
 	default:
 		t.Error("the slow subscriber's channel is still open")
 	}
-	assert.Empty(t, cmp.Diff(all[:2], gotSlow), "(-want +got)")
+	if diff := cmp.Diff(all[:2], gotSlow); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.True(t, slow.Dropped(), "the slow subscriber is told why its channel closed")
 	var got []feed.Update
 	for range 3 {
 		got = append(got, testkit.Receive(t, fast.Updates(), "the next update"))
 	}
-	assert.Empty(t, cmp.Diff(all, got), "the others lose nothing (-want +got)")
+	if diff := cmp.Diff(all, got); diff != "" {
+		t.Errorf("the others lose nothing: mismatch (-want +got):\n%s", diff)
+	}
 	assert.False(t, fast.Dropped())
 }
 

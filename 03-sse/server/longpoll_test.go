@@ -54,7 +54,9 @@ func TestLongPoll_AnswersAsSoonAsAnUpdateArrives(t *testing.T) {
 		require.Equal(t, http.StatusOK, answer.Code)
 		var got poll
 		require.NoError(t, json.Unmarshal(answer.Body.Bytes(), &got), answer.Body.String())
-		assert.Empty(t, cmp.Diff(poll{Updates: []feed.Update{u}, Last: 1, Epoch: "run-1"}, got), "(-want +got)")
+		if diff := cmp.Diff(poll{Updates: []feed.Update{u}, Last: 1, Epoch: "run-1"}, got); diff != "" {
+			t.Errorf("mismatch (-want +got):\n%s", diff)
+		}
 	})
 }
 
@@ -78,7 +80,9 @@ func TestLongPoll_HoldsOnlyWhenThereIsNothingNew(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, got := getUpdates(t, srv, tt.query)
 			require.Equal(t, tt.status, resp.StatusCode)
-			assert.Empty(t, cmp.Diff(tt.want, got), "(-want +got)")
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }

@@ -89,7 +89,9 @@ func TestSSE_PushesEveryUpdateOnOneConnection(t *testing.T) {
 		got = append(got, nextEvent(t, stream))
 	}
 
-	assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
 	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	assert.Equal(t, "no", resp.Header.Get("X-Accel-Buffering"), "nginx must not buffer the stream")
@@ -140,7 +142,9 @@ func TestSSE_ResumesFromLastEventID(t *testing.T) {
 
 	got := []client.Event{nextEvent(t, stream), nextEvent(t, stream), nextEvent(t, stream)}
 	want := []client.Event{updateEvent(t, all[1]), updateEvent(t, all[2]), updateEvent(t, d)}
-	assert.Empty(t, cmp.Diff(want, got), "history after 1, then live (-want +got)")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("history after 1, then live: mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSSE_ResumesFromAfterOnTheFirstConnect(t *testing.T) {
@@ -150,7 +154,9 @@ func TestSSE_ResumesFromAfterOnTheFirstConnect(t *testing.T) {
 	_, stream := openStream(t, srv, "?after=2", nil)
 	skipHello(t, stream)
 
-	assert.Empty(t, cmp.Diff(updateEvent(t, all[2]), nextEvent(t, stream)), "(-want +got)")
+	if diff := cmp.Diff(updateEvent(t, all[2]), nextEvent(t, stream)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSSE_NeitherSkipsNorRepeatsUpdatesPublishedDuringTheReplay(t *testing.T) {
@@ -196,7 +202,9 @@ func TestSSE_SendsResetWhenTheCursorCannotBeServed(t *testing.T) {
 			reset := nextEvent(t, stream)
 
 			want := client.Event{Type: "reset", Data: `{"last":4,"epoch":"run-1"}`, LastEventID: "4"}
-			assert.Empty(t, cmp.Diff(want, reset), "(-want +got)")
+			if diff := cmp.Diff(want, reset); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -242,7 +250,9 @@ func TestSSE_OutlivesTheServersWriteTimeout(t *testing.T) {
 	u, err := log.Publish("still streaming")
 	require.NoError(t, err)
 
-	assert.Empty(t, cmp.Diff(updateEvent(t, u), nextEvent(t, stream)), "(-want +got)")
+	if diff := cmp.Diff(updateEvent(t, u), nextEvent(t, stream)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSSE_EndsTheStreamWhenTheServerShutsDown(t *testing.T) {
@@ -289,7 +299,9 @@ func TestSSE_StreamsOverHTTP2Too(t *testing.T) {
 	u, err := log.Publish("over h2")
 	require.NoError(t, err)
 
-	assert.Empty(t, cmp.Diff(updateEvent(t, u), nextEvent(t, stream)), "(-want +got)")
+	if diff := cmp.Diff(updateEvent(t, u), nextEvent(t, stream)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 // streamWriter is a ResponseWriter for handlers run inside a synctest
