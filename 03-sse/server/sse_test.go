@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -421,6 +423,83 @@ func TestSSE_DisconnectsASubscriberThatCannotKeepUp(t *testing.T) {
 		}
 		assert.NotContains(t, slow.String(), `"data":"9"`, "it was dropped, not waited for")
 	})
+}
+
+// socketBuffer is the size asked for the socket buffers in
+// TestSSE_DisconnectsAClientThatStopsReadingItsConnection (Linux doubles it):
+// small, so that a few updates fill them, where the kernel would let them
+// grow to megabytes. Not smaller: below twice the loopback segment size
+// (64 KiB), TCP's silly-window avoidance leaves the transfer to window probes
+// and a test that reads a few updates takes seconds.
+const socketBuffer = 64 << 10
+
+// smallBuffers is a listener whose connections have socketBuffer-sized send
+// buffers. It returns each *net.TCPConn as it is, so the handler can still
+// hijack it.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		// It fails only on a closed connection, which the server finds out
+		// by itself.
+		_ = tcp.SetWriteBuffer(socketBuffer)
+	}
+	return conn, err
+}
+
+// TestSSE_DisconnectsAClientThatStopsReadingItsConnection is the test above
+// on the path a real HTTP/1.1 client takes: the handler hijacks the
+// connection and the stream runs detached, writing to a TCP socket. The
+// client stops reading, so the stream's write blocks once the socket buffers
+// are full, and the queue overflows behind it. When the client reads again,
+// it gets what was sent or queued before the drop, in order, and then the
+// end of the stream: not the rest, and not a connection left open.
+func TestSSE_DisconnectsAClientThatStopsReadingItsConnection(t *testing.T) {
+	const queue, published = 4, 20 // 20 updates of 64 KiB: more than the buffers and the queue hold
+	log, err := feed.New(published, feed.WithEpoch("run-1"))
+	require.NoError(t, err)
+	api := server.New(log, server.WithQueue(queue))
+	srv := httptest.NewUnstartedServer(api)
+	srv.Listener = smallBuffers{srv.Listener}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	testkit.ShutdownAtCleanup(t, api)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(socketBuffer))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(testkit.WaitTimeout)), "a stream left open fails the test, not hangs it")
+	_, err = fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\n\r\n", srv.Listener.Addr())
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	stream := client.NewEventStream(resp.Body)
+	hello, err := stream.Next()
+	require.NoError(t, err)
+	require.Equal(t, "hello", hello.Type, "the stream is open, its subscription made")
+
+	for range published { // the client reads nothing now
+		_, err := log.Publish(strings.Repeat("x", feed.MaxDataBytes)) // never waits for the client
+		require.NoError(t, err)
+	}
+
+	var ids []string // the client reads again: what was sent, and then the end
+	for {
+		e, err := stream.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err, "the server ends the stream; got ids %v", ids)
+		ids = append(ids, e.LastEventID)
+	}
+	require.NotEmpty(t, ids, "what was queued is still sent")
+	assert.Less(t, len(ids), published, "dropped, not waited for: got ids %v", ids)
+	for i, id := range ids {
+		assert.Equal(t, fmt.Sprint(i+1), id, "in order, none skipped")
+	}
 }
 
 func publishAll(tb testing.TB, log *feed.Log, texts ...string) []feed.Update {
