@@ -28,17 +28,18 @@ import (
 
 // openStream connects to GET /events with the given query and headers, and
 // returns the response and a parser reading its body. It closes both when
-// the test ends.
+// the test ends. A stream in a test lasts at most testkit.WaitTimeout: headers
+// that never come, or a read that would wait forever, fail the test instead.
 func openStream(tb testing.TB, srv *httptest.Server, query string, header http.Header) (*http.Response, *client.EventStream) {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitTimeout)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events"+query, nil)
 	require.NoError(tb, err)
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req) // no timeout: a stream is meant to last
-	require.NoError(tb, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(tb, err, "the stream's response headers")
 	tb.Cleanup(func() {
 		cancel()
 		resp.Body.Close()
@@ -287,7 +288,8 @@ func TestSSE_StreamsOverHTTP2Too(t *testing.T) {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	testkit.ShutdownAtCleanup(t, api)
-	ctx, cancel := context.WithCancel(context.Background())
+	// Headers that never come fail the test, at the end of WaitTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitTimeout)
 	t.Cleanup(cancel) // before srv.Close: the stream ends when its client leaves
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
 	require.NoError(t, err)
