@@ -277,11 +277,17 @@ var (
 	spaces   = regexp.MustCompile(`\s+`)
 )
 
+// loopbackPort is the port of a test's real server (a 127.0.0.1:0
+// listener), which is new on every run.
+var loopbackPort = regexp.MustCompile(`(127\.0\.0\.1|localhost|\[::1\]):\d+\b`)
+
 // normalize makes a line of output comparable with the same line from
 // another run or another machine: space collapsed, and file:line:col
-// reduced to the file's name, since line numbers move as code is written.
+// reduced to the file's name, since line numbers move as code is written,
+// and a real server's loopback port left out, since it is new on every run.
 func normalize(line string) string {
 	line = spaces.ReplaceAllString(strings.TrimSpace(line), " ")
+	line = loopbackPort.ReplaceAllString(line, "$1:PORT")
 	return fileLine.ReplaceAllString(line, "$1:N")
 }
 
