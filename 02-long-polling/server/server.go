@@ -5,17 +5,37 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"realtime/02-long-polling/feed"
 )
 
 // New returns the handler for every route of this chapter, reading from and
 // publishing to log.
-func New(log *feed.Log) http.Handler {
+func New(log *feed.Log, opts ...Option) http.Handler {
+	cfg := config{
+		bodyTimeout: DefaultBodyTimeout,
+	}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
 	mux := http.NewServeMux()
-	addRoutes(mux, log)
+	addRoutes(mux, log, cfg)
 	return mux
 }
+
+// config is what the options set.
+type config struct {
+	bodyTimeout time.Duration // publish: how long the request body may take to arrive
+}
+
+// Option configures the handler New returns.
+type Option func(*config)
+
+// WithBodyTimeout sets how long a publish request's body may take to arrive
+// before the request is answered 408 Request Timeout. Zero or less leaves
+// only the server's own ReadTimeout.
+func WithBodyTimeout(d time.Duration) Option { return func(c *config) { c.bodyTimeout = d } }
 
 // writeJSON answers with v as JSON. Poll answers must never be cached: a
 // cached answer is a stale cursor.

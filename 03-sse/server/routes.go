@@ -10,7 +10,7 @@ import (
 func addRoutes(mux *http.ServeMux, log *feed.Log, cfg config, detached *detachedStreams) {
 	mux.Handle("GET /{$}", handlePage())
 	mux.Handle("GET /page/", handlePageFiles())
-	mux.Handle("POST /publish", handlePublish(log))
+	mux.Handle("POST /publish", handlePublish(log, cfg.bodyTimeout))
 	mux.Handle("GET /updates", handleLongPoll(log, handleShortPoll(log)))
 	mux.Handle("GET /events", handleSSE(log, cfg, detached))
 }

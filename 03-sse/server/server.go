@@ -21,7 +21,12 @@ type Server struct {
 // New returns the handler for every route of this chapter, reading from and
 // publishing to log.
 func New(log *feed.Log, opts ...Option) *Server {
-	cfg := config{heartbeat: DefaultHeartbeat, retry: DefaultRetry, queue: DefaultQueue}
+	cfg := config{
+		bodyTimeout: DefaultBodyTimeout,
+		heartbeat:   DefaultHeartbeat,
+		retry:       DefaultRetry,
+		queue:       DefaultQueue,
+	}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
@@ -40,13 +45,19 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.detached.shutdow
 
 // config is what the options set.
 type config struct {
-	heartbeat time.Duration // SSE: time between comment heartbeats
-	retry     time.Duration // SSE: the reconnection time sent to clients
-	queue     int           // SSE: updates a subscriber may fall behind before it is dropped
+	bodyTimeout time.Duration // publish: how long the request body may take to arrive
+	heartbeat   time.Duration // SSE: time between comment heartbeats
+	retry       time.Duration // SSE: the reconnection time sent to clients
+	queue       int           // SSE: updates a subscriber may fall behind before it is dropped
 }
 
 // Option configures the handler New returns.
 type Option func(*config)
+
+// WithBodyTimeout sets how long a publish request's body may take to arrive
+// before the request is answered 408 Request Timeout. Zero or less leaves
+// only the server's own ReadTimeout.
+func WithBodyTimeout(d time.Duration) Option { return func(c *config) { c.bodyTimeout = d } }
 
 // WithHeartbeat sets the time between an event stream's heartbeats.
 func WithHeartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = d } }
