@@ -35,6 +35,7 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	expose := fs.Bool("expose", false, "allow -addr to be reachable from other machines")
 	history := fs.Int("history", feed.DefaultHistory, "how many updates to keep for clients that fall behind")
 	debug := fs.Bool("debug", false, "serve GET /debug/runtime: goroutines and memory, for load tests")
+	maxHeld := fs.Int("max-held", server.DefaultMaxHeld(), "the most long polls held open at once (the default fits the open-file limit); more get 503 and Retry-After")
 	if err := parseFlags(fs, args[1:], stderr); err != nil {
 		return err
 	}
@@ -45,12 +46,15 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return usageErrorf("-history: %w", err)
 	}
+	if *maxHeld < 1 {
+		return usageErrorf("-max-held %d: must be at least 1", *maxHeld)
+	}
 
 	listener, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
-	handler := server.New(log)
+	handler := server.New(log, server.WithMaxHeld(*maxHeld))
 	if *debug {
 		mux := http.NewServeMux()
 		mux.Handle("/", handler)

@@ -15,6 +15,7 @@ import (
 func New(log *feed.Log, opts ...Option) http.Handler {
 	cfg := config{
 		bodyTimeout: DefaultBodyTimeout,
+		maxHeld:     DefaultMaxHeld(),
 	}
 	for _, opt := range opts {
 		opt(&cfg)
@@ -27,6 +28,7 @@ func New(log *feed.Log, opts ...Option) http.Handler {
 // config is what the options set.
 type config struct {
 	bodyTimeout time.Duration // publish: how long the request body may take to arrive
+	maxHeld     int           // the most requests held open at once, waiting for updates
 }
 
 // Option configures the handler New returns.
@@ -36,6 +38,11 @@ type Option func(*config)
 // before the request is answered 408 Request Timeout. Zero or less leaves
 // only the server's own ReadTimeout.
 func WithBodyTimeout(d time.Duration) Option { return func(c *config) { c.bodyTimeout = d } }
+
+// WithMaxHeld caps how many requests may be held open at once, waiting for
+// updates; the ones past the cap are answered 503 Service Unavailable with
+// Retry-After. Less than 1 refuses every one. The default is DefaultMaxHeld.
+func WithMaxHeld(n int) Option { return func(c *config) { c.maxHeld = max(n, 0) } }
 
 // writeJSON answers with v as JSON. Poll answers must never be cached: a
 // cached answer is a stale cursor.

@@ -242,6 +242,31 @@ func TestServer_EndsOpenEventStreamsWhenItShutsDown(t *testing.T) {
 	assert.NotContains(t, string(rest), "id:", "no update was sent")
 }
 
+func TestServer_RefusesHeldRequestsPastMaxHeldButStillPublishes(t *testing.T) {
+	_, url := startServer(t, "127.0.0.1:0", "-max-held", "1")
+	client := &http.Client{Timeout: testkit.WaitTimeout} // a request held by mistake fails the test, not hangs it
+	stream, err := client.Get(url + "/events")
+	require.NoError(t, err)
+	defer stream.Body.Close()
+	require.Equal(t, http.StatusOK, stream.StatusCode, "the stream holds the only place")
+
+	for _, path := range []string{"/events", "/updates?after=0&wait=60s"} {
+		resp, err := client.Get(url + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, path)
+		assert.Equal(t, "5", resp.Header.Get("Retry-After"), path)
+	}
+	resp, err := client.Post(url+"/publish", "text/plain", strings.NewReader("still publishing"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	resp, err = client.Get(url + "/updates")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "a short poll is not held")
+}
+
 func TestUsageErrors(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -260,6 +285,7 @@ func TestUsageErrors(t *testing.T) {
 		{"public address without -expose", cli.RunServer, []string{"-addr", "0.0.0.0:8080"}, `-addr "0.0.0.0:8080" is not a loopback address; add -expose to listen on it`},
 		{"address without port", cli.RunServer, []string{"-addr", "127.0.0.1"}, `-addr "127.0.0.1": address 127.0.0.1: missing port in address`},
 		{"history zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-history", "0"}, "-history: history must be at least 1, got 0"},
+		{"max-held zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-max-held", "0"}, "-max-held 0: must be at least 1"},
 		{"heartbeat zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-heartbeat", "0s"}, "-heartbeat 0s: must be positive"},
 	}
 	for _, tt := range tests {

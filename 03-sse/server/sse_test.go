@@ -411,6 +411,33 @@ func TestSSE_DisconnectsASubscriberThatCannotKeepUp(t *testing.T) {
 	})
 }
 
+func TestSSE_CountsAgainstTheSameHeldCapAsLongPolls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log, err := feed.New(8)
+		require.NoError(t, err)
+		handler := server.New(log, server.WithMaxHeld(1))
+		ctx, leave := context.WithCancel(t.Context())
+		returned := serveInBubble(ctx, handler, newStreamWriter())
+		synctest.Wait() // the stream is open, in the only place there is
+
+		for _, target := range []string{"/events", "/updates?after=0&wait=60s"} {
+			// Without a cap each would be held: the timeout ends it, in
+			// synctest's time, so that the test fails instead of hanging.
+			held, cancel := context.WithTimeout(t.Context(), time.Hour)
+			refused := httptest.NewRecorder()
+			handler.ServeHTTP(refused, httptest.NewRequestWithContext(held, http.MethodGet, target, nil))
+			cancel()
+			assert.Equal(t, http.StatusServiceUnavailable, refused.Code, target)
+			assert.Equal(t, "5", refused.Header().Get("Retry-After"), target)
+		}
+
+		leave()
+		<-returned
+		assert.Equal(t, http.StatusNoContent, serve(handler, http.MethodGet, "/updates?after=0&wait=1s", "").Code,
+			"a stream that ended gives its place back: the next poll is held until its wait ends")
+	})
+}
+
 func publishAll(tb testing.TB, log *feed.Log, texts ...string) []feed.Update {
 	tb.Helper()
 	var out []feed.Update
