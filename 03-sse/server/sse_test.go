@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -264,6 +266,39 @@ func TestSSE_EndsTheStreamWhenTheServerShutsDown(t *testing.T) {
 		ended <- err
 	}()
 	assert.ErrorIs(t, receive(t, ended, "the stream to end"), io.EOF, "a clean end, not a reset connection")
+}
+
+// dialStream opens GET /events on a raw TCP connection, the way a client
+// that misbehaves would, and reads the response head and the hello. Every
+// read and write on it fails after testkit.WaitTimeout instead of hanging.
+func dialStream(tb testing.TB, srv *httptest.Server) (net.Conn, *http.Response) {
+	tb.Helper()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(tb, err)
+	tb.Cleanup(func() { conn.Close() })
+	require.NoError(tb, conn.SetDeadline(time.Now().Add(testkit.WaitTimeout)))
+	_, err = io.WriteString(conn, "GET /events HTTP/1.1\r\nHost: test\r\n\r\n")
+	require.NoError(tb, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(tb, err)
+	require.Equal(tb, http.StatusOK, resp.StatusCode)
+	skipHello(tb, client.NewEventStream(resp.Body))
+	return conn, resp
+}
+
+func TestSSE_ClosesTheStreamWhenItsClientSendsAnything(t *testing.T) {
+	srv, _ := start(t, 8)
+	conn, resp := dialStream(t, srv)
+
+	// A client of an event stream sends nothing after its request. This one
+	// does: it is broken, or it wants the server to spend a read per byte.
+	_, err := io.WriteString(conn, strings.Repeat("junk", 1024))
+	require.NoError(t, err)
+
+	_, err = io.Copy(io.Discard, resp.Body)
+	var netErr net.Error
+	isTimeout := errors.As(err, &netErr) && netErr.Timeout()
+	assert.False(t, isTimeout, "the server closes the connection (EOF, or a reset for the unread junk); got %v", err)
 }
 
 func TestSSE_StreamsOverHTTP2Too(t *testing.T) {
