@@ -72,6 +72,7 @@ func handleSSE(log *feed.Log, cfg config, held semaphore, detached *detachedStre
 			return
 		}
 		defer held.release()
+		defer endStuckWritesOnDone(r.Context(), w)()
 		out := &eventWriter{out: responseSink{w, http.NewResponseController(w)}}
 		streamEvents(r.Context(), out, log, sub, cursor, cfg)
 	})

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -470,6 +471,74 @@ func TestSSE_CountsAgainstTheSameHeldCapAsLongPolls(t *testing.T) {
 		<-returned
 		assert.Equal(t, http.StatusNoContent, serve(handler, http.MethodGet, "/updates?after=0&wait=1s", "").Code,
 			"a stream that ended gives its place back: the next poll is held until its wait ends")
+	})
+}
+
+// stuckWriter is a ResponseWriter whose client has stopped reading: each
+// write waits for the write deadline, as a write to a full socket does.
+type stuckWriter struct {
+	header   http.Header
+	mu       sync.Mutex
+	deadline time.Time     // zero: none
+	moved    chan struct{} // closed, and replaced, when the deadline moves
+}
+
+func newStuckWriter() *stuckWriter {
+	return &stuckWriter{header: make(http.Header), moved: make(chan struct{})}
+}
+
+func (w *stuckWriter) Header() http.Header { return w.header }
+func (w *stuckWriter) WriteHeader(int)     {}
+func (w *stuckWriter) Flush()              {}
+
+func (w *stuckWriter) Write(p []byte) (int, error) {
+	for {
+		w.mu.Lock()
+		deadline, moved := w.deadline, w.moved
+		w.mu.Unlock()
+		var expired <-chan time.Time // nil, never ready, while there is no deadline
+		if !deadline.IsZero() {
+			if !time.Now().Before(deadline) {
+				return 0, os.ErrDeadlineExceeded
+			}
+			expired = time.After(time.Until(deadline))
+		}
+		select {
+		case <-moved:
+		case <-expired:
+		}
+	}
+}
+
+func (w *stuckWriter) SetWriteDeadline(t time.Time) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.deadline = t
+	close(w.moved)
+	w.moved = make(chan struct{})
+	return nil
+}
+
+func TestSSE_ShutdownEndsAWriteStuckOnAClientThatStoppedReading(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		log, err := feed.New(8)
+		require.NoError(t, err)
+		// The request's context: RunServer's BaseContext ends it when the
+		// server shuts down.
+		ctx, shutDown := context.WithCancel(t.Context())
+		returned := serveInBubble(ctx, server.New(log), newStuckWriter())
+		synctest.Wait() // the hello is being written, to a client that does not read
+		select {
+		case <-returned:
+			t.Fatal("the stream ended before the server shut down")
+		default:
+		}
+
+		start := time.Now()
+		shutDown()
+		<-returned // synctest's clock moves on only while every goroutine waits: to the write's deadline, if nothing ends it first
+
+		assert.Zero(t, time.Since(start), "the stuck write ends when the server shuts down, not at its deadline")
 	})
 }
 
