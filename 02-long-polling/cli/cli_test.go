@@ -255,6 +255,7 @@ func TestUsageErrors(t *testing.T) {
 		{"history zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-history", "0"}, "-history: history must be at least 1, got 0"},
 		{"allowed host with a port", cli.RunServer, []string{"-allow-host", "updates.example:8080"}, `invalid value "updates.example:8080" for flag -allow-host: "updates.example:8080" is not a host name or IP address; give one without scheme or port, such as updates.example`},
 		{"allowed host that is empty", cli.RunServer, []string{"-allow-host", "a.example,,b.example"}, `invalid value "a.example,,b.example" for flag -allow-host: "" is not a host name or IP address; give one without scheme or port, such as updates.example`},
+		{"max-held zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-max-held", "0"}, "-max-held 0: must be at least 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
