@@ -147,6 +147,14 @@ func TestServer_ReportsGoroutinesAndMemoryOnlyWithDebug(t *testing.T) {
 	for _, key := range []string{"goroutines", "heap_inuse_bytes", "stack_inuse_bytes", "sys_bytes"} {
 		assert.NotZero(t, stats[key], key)
 	}
+
+	req, err := http.NewRequest(http.MethodGet, debug+"/debug/runtime", nil)
+	require.NoError(t, err)
+	req.Host = "rebound.example" // a page whose DNS name now points here
+	rebound, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	rebound.Body.Close()
+	assert.Equal(t, http.StatusMisdirectedRequest, rebound.StatusCode, "behind the guard, like every other route")
 }
 
 func TestEndToEnd_JSONLinesCarryStrategyAndLatency(t *testing.T) {

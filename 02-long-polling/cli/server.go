@@ -63,13 +63,11 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return err
 	}
-	handler := server.New(log, server.WithAllowedHosts(allowedHosts...), server.WithMaxHeld(*maxHeld))
+	opts := []server.Option{server.WithAllowedHosts(allowedHosts...), server.WithMaxHeld(*maxHeld)}
 	if *debug {
-		mux := http.NewServeMux()
-		mux.Handle("/", handler)
-		mux.Handle("GET /debug/runtime", server.RuntimeStats())
-		handler = mux
+		opts = append(opts, server.WithRuntimeStats())
 	}
+	handler := server.New(log, opts...)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,

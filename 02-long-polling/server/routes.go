@@ -13,4 +13,7 @@ func addRoutes(mux *http.ServeMux, log *feed.Log, cfg config) {
 	mux.Handle("GET /page/", handlePageFiles())
 	mux.Handle("POST /publish", handlePublish(log, cfg.bodyTimeout))
 	mux.Handle("GET /updates", handleLongPoll(log, held, handleShortPoll(log)))
+	if cfg.runtimeStats {
+		mux.Handle("GET /debug/runtime", RuntimeStats())
+	}
 }

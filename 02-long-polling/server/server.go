@@ -30,6 +30,7 @@ type config struct {
 	allowedHosts []string      // names besides loopback that Host may carry
 	bodyTimeout  time.Duration // publish: how long the request body may take to arrive
 	maxHeld      int           // the most requests held open at once, waiting for updates
+	runtimeStats bool          // serve GET /debug/runtime
 }
 
 // Option configures the handler New returns.
@@ -47,6 +48,11 @@ func WithAllowedHosts(hosts ...string) Option {
 // before the request is answered 408 Request Timeout. Zero or less leaves
 // only the server's own ReadTimeout.
 func WithBodyTimeout(d time.Duration) Option { return func(c *config) { c.bodyTimeout = d } }
+
+// WithRuntimeStats serves GET /debug/runtime (see RuntimeStats), behind the
+// guard like every other route: a page rebound to this machine must not read
+// it either.
+func WithRuntimeStats() Option { return func(c *config) { c.runtimeStats = true } }
 
 // WithMaxHeld caps how many requests may be held open at once, waiting for
 // updates; the ones past the cap are answered 503 Service Unavailable with

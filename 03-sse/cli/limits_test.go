@@ -64,7 +64,7 @@ func TestServer_ShutsDownAtOnceWhenASubscriberStoppedReading(t *testing.T) {
 	defer conn.Close()
 	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(4<<10)) // so that the server's writes fill it sooner
 	require.NoError(t, conn.SetDeadline(time.Now().Add(testkit.WaitTimeout)))
-	_, err = io.WriteString(conn, "GET /events HTTP/1.1\r\nHost: test\r\n\r\n")
+	_, err = io.WriteString(conn, "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
 	require.NoError(t, err)
 	head, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err)

@@ -67,14 +67,11 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return err
 	}
-	api := server.New(log, server.WithAllowedHosts(allowedHosts...), server.WithMaxHeld(*maxHeld), server.WithHeartbeat(*heartbeat))
-	var handler http.Handler = api
+	opts := []server.Option{server.WithAllowedHosts(allowedHosts...), server.WithMaxHeld(*maxHeld), server.WithHeartbeat(*heartbeat)}
 	if *debug {
-		mux := http.NewServeMux()
-		mux.Handle("/", handler)
-		mux.Handle("GET /debug/runtime", server.RuntimeStats())
-		handler = mux
+		opts = append(opts, server.WithRuntimeStats())
 	}
+	handler := server.New(log, opts...)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -100,7 +97,7 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	defer cancel()
 	// http.Server.Shutdown ends the requests; the event streams that left
 	// theirs end with the handler's own.
-	if err := errors.Join(srv.Shutdown(shutdownCtx), api.Shutdown(shutdownCtx)); err != nil {
+	if err := errors.Join(srv.Shutdown(shutdownCtx), handler.Shutdown(shutdownCtx)); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {

@@ -17,7 +17,7 @@ import (
 // serve runs one request through handler and returns its answer.
 func serve(handler http.Handler, method, target, body string) *httptest.ResponseRecorder {
 	answer := httptest.NewRecorder()
-	handler.ServeHTTP(answer, httptest.NewRequest(method, target, strings.NewReader(body)))
+	handler.ServeHTTP(answer, httptest.NewRequest(method, "http://localhost"+target, strings.NewReader(body)))
 	return answer
 }
 
@@ -30,7 +30,7 @@ func TestLongPoll_AnswersServiceUnavailableBeyondTheHeldCap(t *testing.T) {
 		answered := make(chan struct{})
 		go func() {
 			defer close(answered)
-			handler.ServeHTTP(held, httptest.NewRequest(http.MethodGet, "/updates?after=0&wait=60s", nil))
+			handler.ServeHTTP(held, httptest.NewRequest(http.MethodGet, "http://localhost/updates?after=0&wait=60s", nil))
 		}()
 		synctest.Wait() // the first poll is held, in the only place there is
 

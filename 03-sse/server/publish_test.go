@@ -28,7 +28,7 @@ func TestPublish_AnswersRequestTimeoutWhenTheBodyStopsArriving(t *testing.T) {
 	require.NoError(t, conn.SetDeadline(time.Now().Add(testkit.WaitTimeout))) // a held request fails the test, not hangs it
 
 	// The headers promise 100 bytes; 2 come, and then nothing.
-	_, err = io.WriteString(conn, "POST /publish HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nhi")
+	_, err = io.WriteString(conn, "POST /publish HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\nhi")
 	require.NoError(t, err)
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	require.NoError(t, err, "an answer, not a request held until the connection drops")

@@ -14,4 +14,7 @@ func addRoutes(mux *http.ServeMux, log *feed.Log, cfg config, detached *detached
 	mux.Handle("POST /publish", handlePublish(log, cfg.bodyTimeout))
 	mux.Handle("GET /updates", handleLongPoll(log, held, handleShortPoll(log)))
 	mux.Handle("GET /events", handleSSE(log, cfg, held, detached))
+	if cfg.runtimeStats {
+		mux.Handle("GET /debug/runtime", RuntimeStats())
+	}
 }

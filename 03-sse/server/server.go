@@ -50,6 +50,7 @@ type config struct {
 	allowedHosts []string      // names besides loopback that Host may carry
 	bodyTimeout  time.Duration // publish: how long the request body may take to arrive
 	maxHeld      int           // the most requests held open at once, waiting for updates
+	runtimeStats bool          // serve GET /debug/runtime
 	heartbeat    time.Duration // SSE: time between comment heartbeats
 	retry        time.Duration // SSE: the reconnection time sent to clients
 	queue        int           // SSE: updates a subscriber may fall behind before it is dropped
@@ -70,6 +71,11 @@ func WithAllowedHosts(hosts ...string) Option {
 // before the request is answered 408 Request Timeout. Zero or less leaves
 // only the server's own ReadTimeout.
 func WithBodyTimeout(d time.Duration) Option { return func(c *config) { c.bodyTimeout = d } }
+
+// WithRuntimeStats serves GET /debug/runtime (see RuntimeStats), behind the
+// guard like every other route: a page rebound to this machine must not read
+// it either.
+func WithRuntimeStats() Option { return func(c *config) { c.runtimeStats = true } }
 
 // WithMaxHeld caps how many requests may be held open at once, waiting for
 // updates; the ones past the cap are answered 503 Service Unavailable with
