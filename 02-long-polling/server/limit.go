@@ -76,9 +76,12 @@ func (s semaphore) release() { <-s }
 
 // refuse answers a request that would be held while every place is taken:
 // 503 with Retry-After. Answering "nothing new" instead would send the
-// client straight back for another try.
+// client straight back for another try. The connection closes after the
+// answer: kept alive until the client comes back, it would hold the very file
+// descriptor the cap is there to save.
 func (s semaphore) refuse(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(busyRetryAfter/time.Second)))
+	w.Header().Set("Connection", "close")
 	reason := fmt.Sprintf("server busy: %d requests are held open already; retry in %v", cap(s), busyRetryAfter)
 	http.Error(w, reason, http.StatusServiceUnavailable)
 }

@@ -31,6 +31,7 @@ func TestServer_RefusesHeldRequestsPastMaxHeldButStillPublishes(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, path)
 		assert.Equal(t, "5", resp.Header.Get("Retry-After"), path)
+		assert.True(t, resp.Close, "%s: the connection of a refused request is closed", path)
 	}
 	resp, err := client.Post(url+"/publish", "text/plain", strings.NewReader("still publishing"))
 	require.NoError(t, err)

@@ -38,6 +38,7 @@ func TestLongPoll_AnswersServiceUnavailableBeyondTheHeldCap(t *testing.T) {
 
 		assert.Equal(t, http.StatusServiceUnavailable, refused.Code, "refused at once, not held")
 		assert.Equal(t, "5", refused.Header().Get("Retry-After"))
+		assert.Equal(t, "close", refused.Header().Get("Connection"), "a refused client's connection is not kept alive, holding a descriptor, until it retries")
 		assert.Equal(t, "server busy: 1 requests are held open already; retry in 5s\n", refused.Body.String(), "a one-line reason")
 		assert.Equal(t, http.StatusOK, serve(handler, http.MethodGet, "/updates?after=0", "").Code, "short polls still work")
 		assert.Equal(t, http.StatusCreated, serve(handler, http.MethodPost, "/publish", "still publishing").Code, "publishing still works")
