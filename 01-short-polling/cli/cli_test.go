@@ -46,14 +46,9 @@ func (p *program) stop(tb testing.TB) error {
 	tb.Helper()
 	p.cancel()
 	p.stdin.Close()
-	select {
-	case err := <-p.done:
-		p.done <- err // a second stop sees the same result
-		return err
-	case <-time.After(testkit.WaitTimeout):
-		tb.Fatal("the program did not return after its context ended")
-		return nil
-	}
+	err := testkit.Receive(tb, p.done, "the program to return after its context ended")
+	p.done <- err // a second stop sees the same result
+	return err
 }
 
 // waitForLines waits for n lines on the program's standard output. If the
@@ -112,7 +107,9 @@ func TestEndToEnd_WhatIsTypedIntoTheServerIsPrintedByTheClient(t *testing.T) {
 		"2 driver at 51.5080,-0.1281",
 		"3 arrived",
 	}
-	assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Empty(t, client.stderr.String())
 }
 
@@ -141,7 +138,9 @@ func TestEndToEnd_ClientSurvivesAServerRestartAndReportsTheGap(t *testing.T) {
 	second.type_(t, "c")
 
 	got := client.waitForLines(t, 3)
-	assert.Empty(t, cmp.Diff([]string{"1 a", "2 b", "1 c"}, got), "(-want +got)")
+	if diff := cmp.Diff([]string{"1 a", "2 b", "1 c"}, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestServer_PublishesLinesAndRefusesOnesTooLong(t *testing.T) {
@@ -165,10 +164,7 @@ func TestServer_KeepsServingAfterStdinCloses(t *testing.T) {
 	require.NoError(t, srv.stdin.Close())
 	srv.stdout.WaitFor(t, "stdin closed; still serving")
 
-	resp, err := http.Post(url+"/publish", "text/plain", strings.NewReader("still here"))
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusCreated, resp.StatusCode)
+	testkit.Publish(t, url, "still here")
 }
 
 func TestServer_ShutsDownCleanlyWhenItsContextEnds(t *testing.T) {

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -53,4 +54,16 @@ func TestShortPoll_ReportsAGapForACursorOfAnEarlierServerRun(t *testing.T) {
 	}
 
 	assert.Equal(t, []string{"4 d"}, got, "nothing of run-2 before the gap is passed off as what followed run-1's 2")
+}
+
+func TestRun_EscapesWhatAFailingServerSays(t *testing.T) {
+	hostile := func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "\x1b[2J\x1b[31mall clear", http.StatusServiceUnavailable)
+		})
+	}
+	r := receive(t, shortPoll(t, startServer(t, newLog(t, 1, "run-1"), hostile)), "short", 0)
+
+	r.stderr.WaitFor(t, `503 Service Unavailable: \x1b[2J\x1b[31mall clear; retrying in`)
+	assert.NotContains(t, r.stderr.String(), "\x1b", "no escape sequence reaches the terminal")
 }

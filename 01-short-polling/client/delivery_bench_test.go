@@ -18,6 +18,7 @@ import (
 
 	"realtime/01-short-polling/client"
 	"realtime/01-short-polling/feed"
+	"realtime/01-short-polling/internal/testkit"
 	"realtime/01-short-polling/server"
 )
 
@@ -79,10 +80,10 @@ func benchmarkDelivery(b *testing.B, strategy string, interval time.Duration, ra
 			b.Fatal(err)
 		}
 	}
-	<-receipts.all
+	testkit.Receive(b, receipts.all, "the client to print every update")
 	b.StopTimer()
 	cancel()
-	<-done
+	testkit.Receive(b, done, "Run to return after its context ended")
 
 	n := float64(b.N)
 	latencies := receipts.latencies()

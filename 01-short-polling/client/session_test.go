@@ -1,6 +1,8 @@
 package client_test
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,4 +66,36 @@ func TestSession_GapMovesTheCursorToTheServersPosition(t *testing.T) {
 	assert.Equal(t, uint64(3), after)
 	assert.Equal(t, "run-2", epoch)
 	assert.Equal(t, "gap: server cannot resume after update 9; updates may be missing; continuing from 3\n", stderr.String())
+}
+
+func TestSession_PrintsEachUpdateAsOneLineATerminalShowsAsItIs(t *testing.T) {
+	tests := []struct{ name, data, want string }{
+		{"a newline cannot forge a second update", "hello\n424242 FORGED", `hello\n424242 FORGED`},
+		{"a carriage return cannot overwrite the line", "paid\rrefunded", `paid\rrefunded`},
+		{"an ANSI escape does not reach the terminal", "\x1b[2J\x1b[31mred", `\x1b[2J\x1b[31mred`},
+		{"a tab is shown, not expanded", "a\tb", `a\tb`},
+		{"DEL and C1 controls are shown", "a\x7fb\u009bc", `a\x7fb\u009bc`},
+		{"a bidi override cannot reorder the text", "abc\u202edcba", `abc\u202edcba`},
+		{"line and paragraph separators are shown", "a\u2028b\u2029c", `a\u2028b\u2029c`},
+		{"a backslash is escaped, so no text prints as another", `a\nb`, `a\\nb`},
+		{"bytes that are not UTF-8 are shown", "caf\xe9", `caf\xe9`},
+		{"ordinary UTF-8 is printed as it is", "café 東京 🙂", "café 東京 🙂"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var plain, jsonLines testkit.Buffer
+			stderr := &testkit.Buffer{}
+			u := client.Update{ID: 7, Data: tt.data}
+
+			require.NoError(t, client.NewSession(client.SessionOptions{Stdout: &plain, Stderr: stderr}).Deliver(u))
+			require.NoError(t, client.NewSession(client.SessionOptions{JSON: true, Stdout: &jsonLines, Stderr: stderr}).Deliver(u))
+
+			assert.Equal(t, "7 "+tt.want+"\n", plain.String())
+			require.Len(t, jsonLines.Lines(), 1, "-json prints one line too: %q", jsonLines.String())
+			var line struct{ Data string }
+			require.NoError(t, json.Unmarshal([]byte(jsonLines.String()), &line))
+			assert.Equal(t, strings.ToValidUTF8(tt.data, "\uFFFD"), line.Data,
+				"-json carries the text unchanged (JSON escapes what it must; bytes that are not UTF-8 become U+FFFD)")
+		})
+	}
 }

@@ -66,7 +66,9 @@ func TestLog_StampsUpdatesWithIncreasingIDsAndTime(t *testing.T) {
 		{ID: 1, Data: "a", Time: time.Date(2026, 11, 24, 19, 3, 12, 0, time.UTC)},
 		{ID: 2, Data: "b", Time: time.Date(2026, 11, 24, 19, 3, 13, 0, time.UTC)},
 	}
-	assert.Empty(t, cmp.Diff(want, got))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Equal(t, uint64(2), log.Last())
 }
 
@@ -79,7 +81,9 @@ func TestLog_AfterReturnsEverythingAfterTheCursorInOrder(t *testing.T) {
 			got, last, err := log.After(feed.Cursor{After: after}, unlimited)
 			require.NoError(t, err)
 			assert.Equal(t, uint64(3), last)
-			assert.Empty(t, cmp.Diff(all[after:], updates(got), cmpEmptyAsNil()))
+			if diff := cmp.Diff(all[after:], updates(got), cmpEmptyAsNil()); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -92,7 +96,9 @@ func TestLog_KeepsOnlyTheNewestHistory(t *testing.T) {
 
 	require.NoError(t, err, "cursor 2 is just before the oldest held update, 3")
 	assert.Equal(t, uint64(5), last)
-	assert.Empty(t, cmp.Diff(all[2:], updates(got)))
+	if diff := cmp.Diff(all[2:], updates(got)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestLog_RefusesCursorsItCannotServe(t *testing.T) {
@@ -226,7 +232,9 @@ func TestLog_EncodesEachUpdateOnceAsTheUpdateJSON(t *testing.T) {
 
 	var decoded feed.Update
 	require.NoError(t, json.Unmarshal(e.JSON, &decoded))
-	assert.Empty(t, cmp.Diff(e.Update, decoded), "mismatch (-want +got)")
+	if diff := cmp.Diff(e.Update, decoded); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Contains(t, string(e.JSON), `"<b> & \"quotes\""`, "no HTML escaping: the JSON is never embedded in a page")
 	held, _, err := log.After(feed.Cursor{}, unlimited)
 	require.NoError(t, err)
@@ -257,7 +265,9 @@ func TestLog_AfterHandsOutABoundedBatch(t *testing.T) {
 			got, last, err := log.After(feed.Cursor{}, tt.limit)
 			require.NoError(t, err)
 			assert.Equal(t, uint64(5), last, "last still says how far the log goes")
-			assert.Empty(t, cmp.Diff(tt.want, updates(got)), "mismatch (-want +got)")
+			if diff := cmp.Diff(tt.want, updates(got)); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -278,7 +288,9 @@ func TestLog_ServesCursorZeroOfAnotherRun(t *testing.T) {
 	got, _, err := log.After(feed.Cursor{After: 0, Epoch: "run-0"}, unlimited)
 
 	require.NoError(t, err, "a client that has seen nothing of an earlier run has nothing to lose")
-	assert.Empty(t, cmp.Diff(all, updates(got)), "mismatch (-want +got)")
+	if diff := cmp.Diff(all, updates(got)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestCursor_RoundTripsThroughItsText(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"realtime/01-short-polling/internal/testkit"
 )
 
 // browserTimeout bounds every wait on the page: long enough for a cold
@@ -84,7 +86,7 @@ func TestPage_ShortPollingPaneShowsEachUpdate(t *testing.T) {
 	ctx := newBrowser(t)
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL)))
-	publish(t, srv, "published by a script")
+	testkit.Publish(t, srv.URL, "published by a script")
 	require.NoError(t, chromedp.Do(ctx, waitForText("#short .updates", "1 published by a script")))
 
 	// The page's own box publishes too.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"realtime/01-short-polling/feed"
+	"realtime/01-short-polling/internal/testkit"
 	"realtime/01-short-polling/server"
 )
 
@@ -29,17 +30,6 @@ func start(tb testing.TB, history int) (*httptest.Server, *feed.Log) {
 	srv := httptest.NewServer(server.New(log))
 	tb.Cleanup(srv.Close)
 	return srv, log
-}
-
-func publish(tb testing.TB, srv *httptest.Server, text string) feed.Update {
-	tb.Helper()
-	resp, err := srv.Client().Post(srv.URL+"/publish", "text/plain", strings.NewReader(text))
-	require.NoError(tb, err)
-	defer resp.Body.Close()
-	require.Equal(tb, http.StatusCreated, resp.StatusCode)
-	var u feed.Update
-	require.NoError(tb, json.NewDecoder(resp.Body).Decode(&u))
-	return u
 }
 
 // get fetches path and returns the response with its body read.
@@ -59,7 +49,7 @@ func TestPublish_AnswersWithTheStampedUpdate(t *testing.T) {
 	srv, log := start(t, 8)
 	before := time.Now()
 
-	u := publish(t, srv, "driver at 51.5074,-0.1278")
+	u := testkit.Publish(t, srv.URL, "driver at 51.5074,-0.1278")
 
 	assert.Equal(t, uint64(1), u.ID)
 	assert.Equal(t, "driver at 51.5074,-0.1278", u.Data)
@@ -92,7 +82,7 @@ func TestPublish_RefusesBadBodiesAndPublishesNothing(t *testing.T) {
 	}
 	assert.Zero(t, log.Last())
 
-	u := publish(t, srv, strings.Repeat("x", feed.MaxDataBytes))
+	u := testkit.Publish(t, srv.URL, strings.Repeat("x", feed.MaxDataBytes))
 	assert.Equal(t, uint64(1), u.ID, "exactly 64 KiB is allowed")
 }
 
@@ -115,7 +105,7 @@ func getUpdates(tb testing.TB, srv *httptest.Server, query string) (*http.Respon
 
 func TestShortPoll_AnswersEveryUpdateAfterTheCursor(t *testing.T) {
 	srv, _ := start(t, 8)
-	a, b, c := publish(t, srv, "a"), publish(t, srv, "b"), publish(t, srv, "c")
+	a, b, c := testkit.Publish(t, srv.URL, "a"), testkit.Publish(t, srv.URL, "b"), testkit.Publish(t, srv.URL, "c")
 
 	tests := []struct {
 		name  string
@@ -135,7 +125,9 @@ func TestShortPoll_AnswersEveryUpdateAfterTheCursor(t *testing.T) {
 			assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 			assert.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 			want := poll{Updates: tt.want, Last: 3, Epoch: "run-1"}
-			assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -143,7 +135,7 @@ func TestShortPoll_AnswersEveryUpdateAfterTheCursor(t *testing.T) {
 func TestShortPoll_AnswersGoneWhenTheCursorCannotBeServed(t *testing.T) {
 	srv, _ := start(t, 2)
 	for _, text := range []string{"a", "b", "c", "d"} {
-		publish(t, srv, text) // holds 3 and 4
+		testkit.Publish(t, srv.URL, text) // holds 3 and 4
 	}
 	tests := []struct{ name, query string }{
 		{"older than the history", "?after=1"},
@@ -156,7 +148,9 @@ func TestShortPoll_AnswersGoneWhenTheCursorCannotBeServed(t *testing.T) {
 			resp, got := getUpdates(t, srv, tt.query)
 			require.Equal(t, http.StatusGone, resp.StatusCode)
 			assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
-			assert.Empty(t, cmp.Diff(poll{Last: 4, Epoch: "run-1"}, got), "(-want +got)")
+			if diff := cmp.Diff(poll{Last: 4, Epoch: "run-1"}, got); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }

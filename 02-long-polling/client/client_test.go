@@ -78,13 +78,9 @@ func receive(tb testing.TB, strategy client.Strategy, name string, after uint64)
 func (r *receiver) stop(tb testing.TB) {
 	tb.Helper()
 	r.cancel()
-	select {
-	case err := <-r.done:
-		assert.NoError(tb, err, "Run returns nil when its context ends")
-		r.done <- err // let a second stop see it too
-	case <-time.After(testkit.WaitTimeout):
-		tb.Fatal("Run did not return after its context ended")
-	}
+	err := testkit.Receive(tb, r.done, "Run to return after its context ended")
+	assert.NoError(tb, err, "Run returns nil when its context ends")
+	r.done <- err // let a second stop see it too
 }
 
 func shortPoll(tb testing.TB, base *url.URL) client.Strategy {
@@ -138,7 +134,7 @@ func TestShortPoll_PrintsAnUpdateOnceWhenNothingChanged(t *testing.T) {
 	r := receive(t, shortPoll(t, startServer(t, log, countPolls)), "short", 0)
 
 	for range 3 {
-		<-polls // the client asked three times; nothing changed after the first
+		testkit.Receive(t, polls, "the next poll") // the client asked three times; nothing changed after the first
 	}
 
 	assert.Equal(t, []string{"1 taxi at the station"}, r.stdout.Lines())
@@ -163,7 +159,9 @@ func TestShortPoll_PrintsEachUpdateOnceInOrder(t *testing.T) {
 	mustPublish(t, log, "c")
 	got := r.stdout.WaitForLines(t, 3)
 
-	assert.Empty(t, cmp.Diff([]string{"1 a", "2 b", "3 c"}, got), "(-want +got)")
+	if diff := cmp.Diff([]string{"1 a", "2 b", "3 c"}, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Empty(t, r.stderr.String())
 }
 

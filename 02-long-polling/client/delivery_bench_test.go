@@ -19,6 +19,7 @@ import (
 
 	"realtime/02-long-polling/client"
 	"realtime/02-long-polling/feed"
+	"realtime/02-long-polling/internal/testkit"
 	"realtime/02-long-polling/server"
 )
 
@@ -110,10 +111,10 @@ func benchmarkDelivery(b *testing.B, strategy string, interval time.Duration, ra
 			b.Fatal(err)
 		}
 	}
-	<-receipts.all
+	testkit.Receive(b, receipts.all, "the client to print every update")
 	b.StopTimer()
 	cancel()
-	<-done
+	testkit.Receive(b, done, "Run to return after its context ended")
 
 	n := float64(b.N)
 	latencies := receipts.latencies()

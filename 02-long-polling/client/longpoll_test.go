@@ -42,7 +42,7 @@ func TestLongPoll_DeliversWellInsideTheShortPollInterval(t *testing.T) {
 	polls := make(chan *http.Request, 1)
 	r := receive(t, longPoll(t, startServer(t, log, notifyPolls(polls)), 30*time.Second), "long", 0)
 
-	<-polls // the client is waiting
+	testkit.Receive(t, polls, "the client's first poll") // the client is waiting
 	mustPublish(t, log, "taxi at the station")
 
 	assert.Equal(t, []string{"1 taxi at the station"}, r.stdout.WaitForLines(t, 1),
@@ -54,7 +54,7 @@ func TestLongPoll_AsksTheServerToHoldForTheWait(t *testing.T) {
 	polls := make(chan *http.Request, 1)
 	receive(t, longPoll(t, startServer(t, log, notifyPolls(polls)), 25*time.Second), "long", 0)
 
-	first := <-polls
+	first := testkit.Receive(t, polls, "the client's first poll")
 
 	assert.Equal(t, "after=0&wait=25s", first.URL.RawQuery)
 }
@@ -67,7 +67,10 @@ func TestLongPoll_PrintsAnUpdateThatLandsBetweenTwoPolls(t *testing.T) {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			next.ServeHTTP(w, r)
 			if answered.Add(1) == 1 {
-				mustPublish(t, log, "b") // after the answer, before the next poll
+				// After the answer, before the next poll. This is the
+				// handler's goroutine, where require cannot stop the test.
+				_, err := log.Publish("b")
+				assert.NoError(t, err)
 			}
 		})
 	}
@@ -82,7 +85,7 @@ func TestLongPoll_PollsAgainWhenAWaitEndsWithNothingNew(t *testing.T) {
 	r := receive(t, longPoll(t, startServer(t, log, notifyPolls(polls)), time.Millisecond), "long", 0)
 
 	for range 3 {
-		<-polls // each wait ended with 204, and the client asked again
+		testkit.Receive(t, polls, "the next poll") // each wait ended with 204, and the client asked again
 	}
 	mustPublish(t, log, "finally")
 

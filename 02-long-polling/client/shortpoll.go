@@ -100,9 +100,10 @@ func poll(ctx context.Context, cfg Config, s *Session, extra url.Values) (more b
 	return after < answer.Last, nil
 }
 
-// firstLine returns the start of an error body, for messages.
+// firstLine returns the start of an error body, for messages, escaped as
+// an update is: the server's text must not drive the user's terminal.
 func firstLine(r io.Reader) string {
 	body, _ := io.ReadAll(io.LimitReader(r, 512))
 	line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
-	return line
+	return terminalSafe(line)
 }

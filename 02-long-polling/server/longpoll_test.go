@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,55 +20,52 @@ import (
 	"realtime/02-long-polling/server"
 )
 
-// startHooked runs the real handler behind a hook that reports each request
-// as it reaches the handler and again when the handler has returned.
-func startHooked(tb testing.TB, log *feed.Log) (srv *httptest.Server, arrived, returned chan struct{}) {
-	tb.Helper()
-	arrived, returned = make(chan struct{}, 16), make(chan struct{}, 16)
-	handler := server.New(log)
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arrived <- struct{}{}
-		handler.ServeHTTP(w, r)
-		returned <- struct{}{}
-	}))
-	tb.Cleanup(srv.Close)
-	return srv, arrived, returned
-}
-
-func receive[T any](tb testing.TB, ch <-chan T, what string) T {
-	tb.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(testkit.WaitTimeout):
-		tb.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
+// TestLongPoll_AnswersAsSoonAsAnUpdateArrives must prove that the poll was
+// held before the update was published, or it would pass against a server
+// that answers at once. A real server cannot show that: a hook that sees the
+// request arrive cannot tell whether the handler is waiting yet. In a
+// synctest bubble it can: synctest.Wait returns only once every goroutine in
+// the bubble is durably blocked, here the handler holding the poll. The
+// bubble has no real network, so the handler is called directly with a
+// ResponseRecorder, which suits a handler that returns.
 func TestLongPoll_AnswersAsSoonAsAnUpdateArrives(t *testing.T) {
-	log, err := feed.New(8, feed.WithEpoch("run-1"))
-	require.NoError(t, err)
-	srv, arrived, _ := startHooked(t, log)
-	answers := make(chan poll, 1)
-	go func() {
-		_, answer := getUpdates(t, srv, "?after=0&wait=60s")
-		answers <- answer
-	}()
+	synctest.Test(t, func(t *testing.T) {
+		log, err := feed.New(8, feed.WithEpoch("run-1"))
+		require.NoError(t, err)
+		handler := server.New(log)
+		answer := httptest.NewRecorder()
+		returned := make(chan struct{})
+		start := time.Now()
+		go func() {
+			defer close(returned)
+			handler.ServeHTTP(answer, httptest.NewRequest(http.MethodGet, "http://localhost/updates?after=0&wait=60s", nil))
+		}()
 
-	receive(t, arrived, "the poll to reach the server")
-	u, err := log.Publish("taxi at the station")
-	require.NoError(t, err)
+		synctest.Wait() // the handler is blocked, holding the poll
+		select {
+		case <-returned:
+			t.Fatal("the poll was answered before anything was published: nothing was held")
+		default:
+		}
+		u, err := log.Publish("taxi at the station")
+		require.NoError(t, err)
 
-	got := receive(t, answers, "the held poll to be answered (long before its 60s)")
-	assert.Empty(t, cmp.Diff(poll{Updates: []feed.Update{u.Update}, Last: 1, Epoch: "run-1"}, got), "(-want +got)")
+		testkit.Receive(t, returned, "the held poll to be answered")
+		assert.Zero(t, time.Since(start), "answered at once, not at the end of the wait")
+		require.Equal(t, http.StatusOK, answer.Code)
+		var got poll
+		require.NoError(t, json.Unmarshal(answer.Body.Bytes(), &got), answer.Body.String())
+		if diff := cmp.Diff(poll{Updates: []feed.Update{u.Update}, Last: 1, Epoch: "run-1"}, got); diff != "" {
+			t.Errorf("mismatch (-want +got):\n%s", diff)
+		}
+	})
 }
 
 func TestLongPoll_HoldsOnlyWhenThereIsNothingNew(t *testing.T) {
 	srv, _ := start(t, 2)
-	publish(t, srv, "a")
-	publish(t, srv, "b")
-	c := publish(t, srv, "c") // holds 2 and 3
+	testkit.Publish(t, srv.URL, "a")
+	testkit.Publish(t, srv.URL, "b")
+	c := testkit.Publish(t, srv.URL, "c") // holds 2 and 3
 	tests := []struct {
 		name   string
 		query  string
@@ -83,7 +81,9 @@ func TestLongPoll_HoldsOnlyWhenThereIsNothingNew(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, got := getUpdates(t, srv, tt.query)
 			require.Equal(t, tt.status, resp.StatusCode)
-			assert.Empty(t, cmp.Diff(tt.want, got), "(-want +got)")
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -170,17 +170,25 @@ func TestLongPoll_ReleasesWaitsWhenTheServerShutsDown(t *testing.T) {
 	srv.Config.BaseContext = func(net.Listener) context.Context { return serverCtx } // as RunServer does
 	srv.Start()
 	defer srv.Close()
-	answers := make(chan *http.Response, 1)
-	go func() {
-		resp, _ := get(t, srv, http.MethodGet, "/updates?after=0&wait=60s", nil)
-		answers <- resp
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	answers := make(chan answer, 1)
+	go func() { // require cannot stop the test from here: the test's goroutine checks
+		resp, err := srv.Client().Get(srv.URL + "/updates?after=0&wait=60s")
+		if err == nil {
+			resp.Body.Close()
+		}
+		answers <- answer{resp, err}
 	}()
 
-	receive(t, arrived, "the poll to reach the server")
+	testkit.Receive(t, arrived, "the poll to reach the server")
 	shutdown()
 
-	resp := receive(t, answers, "the held poll to be answered when the server stops")
-	assert.Equal(t, http.StatusNoContent, resp.StatusCode, "nothing new: the client polls again")
+	got := testkit.Receive(t, answers, "the held poll to be answered when the server stops")
+	require.NoError(t, got.err)
+	assert.Equal(t, http.StatusNoContent, got.resp.StatusCode, "nothing new: the client polls again")
 }
 
 func TestLongPoll_OutlivesTheServersWriteTimeout(t *testing.T) {

@@ -118,10 +118,10 @@ func benchmarkDelivery(b *testing.B, strategy string, interval time.Duration, ra
 		data, _ := json.Marshal(u)
 		floor += len(fmt.Sprintf("id: %d\ndata: %s\n\n", u.ID, data))
 	}
-	<-receipts.all
+	testkit.Receive(b, receipts.all, "the client to print every update")
 	b.StopTimer()
 	cancel()
-	<-done
+	testkit.Receive(b, done, "Run to return after its context ended")
 
 	n := float64(b.N)
 	latencies := receipts.latencies()

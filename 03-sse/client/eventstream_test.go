@@ -82,13 +82,17 @@ func TestEventStream_FollowsTheWHATWGParsingRules(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, retry := readAll(t, strings.NewReader(tt.stream))
-			assert.Empty(t, cmp.Diff(tt.want, got), "(-want +got)")
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 			assert.Equal(t, tt.retry, retry)
 
 			// The same stream one byte at a time: a CR at the end of one read
 			// and its LF at the start of the next are still one line end.
 			got, retry = readAll(t, iotest.OneByteReader(strings.NewReader(tt.stream)))
-			assert.Empty(t, cmp.Diff(tt.want, got), "one byte at a time (-want +got)")
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("one byte at a time: mismatch (-want +got):\n%s", diff)
+			}
 			assert.Equal(t, tt.retry, retry, "one byte at a time")
 		})
 	}

@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"realtime/03-sse/feed"
 )
@@ -113,7 +117,7 @@ type jsonLine struct {
 
 func (p printer) print(u Update, strategy, epoch string, received time.Time) error {
 	if !p.json {
-		_, err := fmt.Fprintf(p.w, "%d %s\n", u.ID, u.Data)
+		_, err := fmt.Fprintf(p.w, "%d %s\n", u.ID, terminalSafe(u.Data))
 		return err
 	}
 	line, err := json.Marshal(jsonLine{
@@ -129,4 +133,34 @@ func (p printer) print(u Update, strategy, epoch string, received time.Time) err
 	}
 	_, err = fmt.Fprintf(p.w, "%s\n", line)
 	return err
+}
+
+// terminalSafe returns text as one line that a terminal shows as it is. The
+// text is whatever anyone published: a newline in it would print a second
+// line that looks like another update, and an escape sequence would reach the
+// terminal, which obeys it (colours, cursor moves, even the window title).
+// So every rune that is not graphic (controls, bidi overrides that reorder
+// what follows, line separators) is written as its Go escape (\n, \x1b,
+// \u202e), so is every byte that is not UTF-8 (\xe9), and a backslash is
+// written \\, so that no two texts print the same. -json output needs none
+// of this: JSON escapes what it must.
+func terminalSafe(text string) string {
+	var out strings.Builder
+	out.Grow(len(text))
+	for i := 0; i < len(text); {
+		r, size := utf8.DecodeRuneInString(text[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&out, `\x%02x`, text[i])
+		case r == '\\':
+			out.WriteString(`\\`)
+		case unicode.IsGraphic(r):
+			out.WriteString(text[i : i+size])
+		default:
+			quoted := strconv.QuoteRune(r) // '\n', '\x1b', '\u202e'
+			out.WriteString(quoted[1 : len(quoted)-1])
+		}
+		i += size
+	}
+	return out.String()
 }

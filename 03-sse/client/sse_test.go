@@ -47,11 +47,7 @@ func (c *connections) wrap(next http.Handler) http.Handler {
 // waitOpened waits for the next connection to reach the handler.
 func (c *connections) waitOpened(tb testing.TB) {
 	tb.Helper()
-	select {
-	case <-c.opened:
-	case <-time.After(testkit.WaitTimeout):
-		tb.Fatal("timed out waiting for the client to connect")
-	}
+	testkit.Receive(tb, c.opened, "the client to connect")
 }
 
 func (c *connections) headers() []string {
@@ -148,7 +144,7 @@ func TestRun_WaitsAtLeastTheServersRetryBeforeReconnecting(t *testing.T) {
 
 		time.Sleep(10 * time.Second) // synctest's clock
 		cancel()
-		<-done
+		testkit.Receive(t, done, "Run to return after its context ended")
 
 		strategy.mu.Lock()
 		defer strategy.mu.Unlock()
@@ -176,7 +172,7 @@ func TestSSE_TreatsASilentStreamAsDeadAndReconnects(t *testing.T) {
 
 	r := receive(t, strategy, "sse", 0)
 
-	<-streams
-	<-streams // the client gave up on the silent stream and connected again
+	testkit.Receive(t, streams, "the client to open the stream")
+	testkit.Receive(t, streams, "the client to give up on the silent stream and connect again")
 	assert.Contains(t, r.stderr.String(), "sse: event stream silent for 20ms; retrying in")
 }

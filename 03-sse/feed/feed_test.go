@@ -67,7 +67,9 @@ func TestLog_StampsUpdatesWithIncreasingIDsAndTime(t *testing.T) {
 		{ID: 1, Data: "a", Time: time.Date(2026, 11, 24, 19, 3, 12, 0, time.UTC)},
 		{ID: 2, Data: "b", Time: time.Date(2026, 11, 24, 19, 3, 13, 0, time.UTC)},
 	}
-	assert.Empty(t, cmp.Diff(want, got))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Equal(t, uint64(2), log.Last())
 }
 
@@ -80,7 +82,9 @@ func TestLog_AfterReturnsEverythingAfterTheCursorInOrder(t *testing.T) {
 			got, last, err := log.After(feed.Cursor{After: after}, unlimited)
 			require.NoError(t, err)
 			assert.Equal(t, uint64(3), last)
-			assert.Empty(t, cmp.Diff(all[after:], updates(got), cmpEmptyAsNil()))
+			if diff := cmp.Diff(all[after:], updates(got), cmpEmptyAsNil()); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -93,7 +97,9 @@ func TestLog_KeepsOnlyTheNewestHistory(t *testing.T) {
 
 	require.NoError(t, err, "cursor 2 is just before the oldest held update, 3")
 	assert.Equal(t, uint64(5), last)
-	assert.Empty(t, cmp.Diff(all[2:], updates(got)))
+	if diff := cmp.Diff(all[2:], updates(got)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestLog_RefusesCursorsItCannotServe(t *testing.T) {
@@ -227,7 +233,9 @@ func TestLog_EncodesEachUpdateOnceAsTheUpdateJSON(t *testing.T) {
 
 	var decoded feed.Update
 	require.NoError(t, json.Unmarshal(e.JSON, &decoded))
-	assert.Empty(t, cmp.Diff(e.Update, decoded), "mismatch (-want +got)")
+	if diff := cmp.Diff(e.Update, decoded); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Contains(t, string(e.JSON), `"<b> & \"quotes\""`, "no HTML escaping: the JSON is never embedded in a page")
 	held, _, err := log.After(feed.Cursor{}, unlimited)
 	require.NoError(t, err)
@@ -258,7 +266,9 @@ func TestLog_AfterHandsOutABoundedBatch(t *testing.T) {
 			got, last, err := log.After(feed.Cursor{}, tt.limit)
 			require.NoError(t, err)
 			assert.Equal(t, uint64(5), last, "last still says how far the log goes")
-			assert.Empty(t, cmp.Diff(tt.want, updates(got)), "mismatch (-want +got)")
+			if diff := cmp.Diff(tt.want, updates(got)); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -279,7 +289,9 @@ func TestLog_ServesCursorZeroOfAnotherRun(t *testing.T) {
 	got, _, err := log.After(feed.Cursor{After: 0, Epoch: "run-0"}, unlimited)
 
 	require.NoError(t, err, "a client that has seen nothing of an earlier run has nothing to lose")
-	assert.Empty(t, cmp.Diff(all, updates(got)), "mismatch (-want +got)")
+	if diff := cmp.Diff(all, updates(got)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestCursor_RoundTripsThroughItsText(t *testing.T) {
@@ -361,14 +373,9 @@ func subscribe(tb testing.TB, log *feed.Log, queue int) *feed.Subscription {
 // comes within testkit.WaitTimeout.
 func next(tb testing.TB, sub *feed.Subscription) feed.Update {
 	tb.Helper()
-	select {
-	case e, open := <-sub.Updates():
-		require.True(tb, open, "the subscription ended")
-		return e.Update
-	case <-time.After(testkit.WaitTimeout):
-		tb.Fatalf("no update within %v", testkit.WaitTimeout)
-		return feed.Update{}
-	}
+	e := testkit.Receive(tb, sub.Updates(), "the next update of the subscription")
+	require.NotNil(tb, e, "the subscription ended")
+	return e.Update
 }
 
 func TestSubscription_ReceivesEveryUpdatePublishedAfterIt(t *testing.T) {
@@ -380,7 +387,9 @@ func TestSubscription_ReceivesEveryUpdatePublishedAfterIt(t *testing.T) {
 	want := publish(t, log, "a", "b")
 
 	got := []feed.Update{next(t, sub), next(t, sub)}
-	assert.Empty(t, cmp.Diff(want, got), "mismatch (-want +got)")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSubscribeAfter_PutsEachUpdateInExactlyOneOfHistoryAndSubscription(t *testing.T) {
@@ -393,8 +402,12 @@ func TestSubscribeAfter_PutsEachUpdateInExactlyOneOfHistoryAndSubscription(t *te
 	all = append(all, publish(t, log, "c")...)
 
 	assert.Equal(t, uint64(2), last)
-	assert.Empty(t, cmp.Diff(all[:2], updates(history)), "mismatch (-want +got)")
-	assert.Empty(t, cmp.Diff(all[2], next(t, sub)), "mismatch (-want +got)")
+	if diff := cmp.Diff(all[:2], updates(history)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(all[2], next(t, sub)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSubscribeAfter_ReportsAGapAndStillSubscribes(t *testing.T) {
@@ -408,7 +421,9 @@ func TestSubscribeAfter_ReportsAGapAndStillSubscribes(t *testing.T) {
 
 	assert.Empty(t, history)
 	assert.Equal(t, uint64(2), last, "where the client continues")
-	assert.Empty(t, cmp.Diff(c[0], next(t, sub)), "what follows is delivered (-want +got)")
+	if diff := cmp.Diff(c[0], next(t, sub)); diff != "" {
+		t.Errorf("what follows is delivered: mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSubscribeAfter_NeitherLosesNorRepeatsUpdatesPublishedMeanwhile(t *testing.T) {
@@ -441,8 +456,12 @@ func TestSubscribeAfter_NeitherLosesNorRepeatsUpdatesPublishedMeanwhile(t *testi
 				ids = append(ids, e.ID)
 			}
 			for len(ids) < n {
-				e, open := <-sub.Updates() // bounded: the publishers above send n in all
-				if !assert.True(t, open, "dropped with a queue that holds everything") {
+				var e *feed.Entry
+				select {
+				case e = <-sub.Updates():
+				case <-time.After(testkit.WaitTimeout):
+				}
+				if !assert.NotNil(t, e, "an update within %v, the subscription still open", testkit.WaitTimeout) {
 					break
 				}
 				ids = append(ids, e.ID)
@@ -458,7 +477,9 @@ func TestSubscribeAfter_NeitherLosesNorRepeatsUpdatesPublishedMeanwhile(t *testi
 		want[i] = uint64(i + 1)
 	}
 	for ids := range got {
-		assert.Empty(t, cmp.Diff(want, ids), "mismatch (-want +got)")
+		if diff := cmp.Diff(want, ids); diff != "" {
+			t.Errorf("mismatch (-want +got):\n%s", diff)
+		}
 	}
 }
 
@@ -470,14 +491,21 @@ func TestSubscription_IsDroppedWhenItFallsBehindAndNeverSlowsThePublisher(t *tes
 
 	all := publish(t, log, "a", "b", "c") // the slow one reads nothing: the third does not fit
 
-	var gotSlow []feed.Update
-	for e := range slow.Updates() { // closed after what was queued
-		gotSlow = append(gotSlow, e.Update)
+	gotSlow := []feed.Update{next(t, slow), next(t, slow)} // what it had queued
+	select {
+	case _, open := <-slow.Updates():
+		assert.False(t, open, "closed after what was queued")
+	default:
+		t.Error("the slow subscriber's channel is still open")
 	}
-	assert.Empty(t, cmp.Diff(all[:2], gotSlow), "mismatch (-want +got)")
+	if diff := cmp.Diff(all[:2], gotSlow); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.True(t, slow.Dropped(), "the slow subscriber is told why its channel closed")
 	got := []feed.Update{next(t, fast), next(t, fast), next(t, fast)}
-	assert.Empty(t, cmp.Diff(all, got), "the others lose nothing: mismatch (-want +got)")
+	if diff := cmp.Diff(all, got); diff != "" {
+		t.Errorf("the others lose nothing: mismatch (-want +got):\n%s", diff)
+	}
 	assert.False(t, fast.Dropped())
 }
 
@@ -489,7 +517,11 @@ func TestSubscription_CloseEndsItAndIsSafeTwice(t *testing.T) {
 	sub.Close()
 	publish(t, log, "after close")
 
-	_, open := <-sub.Updates() // closed already: does not block
-	assert.False(t, open)
+	select {
+	case _, open := <-sub.Updates():
+		assert.False(t, open)
+	default:
+		t.Error("the channel is still open after Close")
+	}
 	assert.False(t, sub.Dropped(), "closed by its owner, not dropped")
 }

@@ -88,7 +88,7 @@ func TestPage_ShortPollingPaneShowsEachUpdate(t *testing.T) {
 	ctx := newBrowser(t)
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL)))
-	publish(t, srv, "published by a script")
+	testkit.Publish(t, srv.URL, "published by a script")
 	require.NoError(t, chromedp.Do(ctx, waitForText("#short .updates", "1 published by a script")))
 
 	// The page's own box publishes too.
@@ -108,8 +108,8 @@ func TestPage_LongPollingPaneShowsEachUpdateAsItIsPublished(t *testing.T) {
 		waitForText("#long .state", "waiting"),
 	))
 
-	publish(t, srv, "first")
-	publish(t, srv, "second")
+	testkit.Publish(t, srv.URL, "first")
+	testkit.Publish(t, srv.URL, "second")
 
 	require.NoError(t, chromedp.Do(ctx,
 		waitForText("#long .updates", "1 first"),
@@ -135,14 +135,14 @@ func TestPage_SSEPaneReceivesUpdatesAndResumesAfterTheServerDropsIt(t *testing.T
 	ctx := newBrowser(t)
 
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(srv.URL)))
-	assert.Empty(t, receive(t, streams, "the page to open its event stream"))
+	assert.Empty(t, testkit.Receive(t, streams, "the page to open its event stream"))
 	publishAll(t, log, "first")
 	require.NoError(t, chromedp.Do(ctx, waitForText("#sse .updates", "1 first")))
 
 	tcp.CloseAll() // the server drops every connection
 	publishAll(t, log, "while away")
 
-	assert.Equal(t, "run-1-1", receive(t, streams, "the browser to reconnect"), "EventSource resumes with Last-Event-ID, the whole cursor")
+	assert.Equal(t, "run-1-1", testkit.Receive(t, streams, "the browser to reconnect"), "EventSource resumes with Last-Event-ID, the whole cursor")
 	publishAll(t, log, "after")
 	require.NoError(t, chromedp.Do(ctx,
 		waitForText("#sse .updates", "2 while away"),

@@ -65,7 +65,7 @@ func BenchmarkSSE_DeliverOneUpdate(b *testing.B) {
 			defer cancel()
 			for range subscribers {
 				w := &deliveryWriter{header: make(http.Header), ready: ready, delivered: delivered}
-				req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/events", nil)
+				req := httptest.NewRequestWithContext(ctx, http.MethodGet, "http://localhost/events", nil)
 				streams.Go(func() { handler.ServeHTTP(w, req) })
 			}
 			for range subscribers {

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,17 +28,18 @@ import (
 
 // openStream connects to GET /events with the given query and headers, and
 // returns the response and a parser reading its body. It closes both when
-// the test ends.
+// the test ends. A stream in a test lasts at most testkit.WaitTimeout: headers
+// that never come, or a read that would wait forever, fail the test instead.
 func openStream(tb testing.TB, srv *httptest.Server, query string, header http.Header) (*http.Response, *client.EventStream) {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitTimeout)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events"+query, nil)
 	require.NoError(tb, err)
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req) // no timeout: a stream is meant to last
-	require.NoError(tb, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(tb, err, "the stream's response headers")
 	tb.Cleanup(func() {
 		cancel()
 		resp.Body.Close()
@@ -56,7 +59,7 @@ func nextEvent(tb testing.TB, stream *client.EventStream) client.Event {
 		e, err := stream.Next()
 		got <- result{e, err}
 	}()
-	r := receive(tb, got, "the next event")
+	r := testkit.Receive(tb, got, "the next event")
 	require.NoError(tb, r.err)
 	return r.e
 }
@@ -91,7 +94,9 @@ func TestSSE_PushesEveryUpdateOnOneConnection(t *testing.T) {
 		got = append(got, nextEvent(t, stream))
 	}
 
-	assert.Empty(t, cmp.Diff(want, got), "(-want +got)")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
 	assert.Equal(t, "no-store", resp.Header.Get("Cache-Control"))
 	assert.Equal(t, "no", resp.Header.Get("X-Accel-Buffering"), "nginx must not buffer the stream")
@@ -142,13 +147,17 @@ func TestSSE_ResumesFromLastEventID(t *testing.T) {
 
 			got := []client.Event{nextEvent(t, stream), nextEvent(t, stream)}
 			want := []client.Event{updateEvent(t, all[1]), updateEvent(t, all[2])}
-			assert.Empty(t, cmp.Diff(want, got), "the history after 1: mismatch (-want +got)")
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("the history after 1: mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 	_, stream := openStream(t, srv, "", http.Header{"Last-Event-Id": {"run-1-3"}})
 	skipHello(t, stream)
 	d := publishAll(t, log, "d")
-	assert.Empty(t, cmp.Diff(updateEvent(t, d[0]), nextEvent(t, stream)), "then live: mismatch (-want +got)")
+	if diff := cmp.Diff(updateEvent(t, d[0]), nextEvent(t, stream)); diff != "" {
+		t.Errorf("then live: mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSSE_ResumesFromAfterOnTheFirstConnect(t *testing.T) {
@@ -158,7 +167,9 @@ func TestSSE_ResumesFromAfterOnTheFirstConnect(t *testing.T) {
 	_, stream := openStream(t, srv, "?after=2", nil)
 	skipHello(t, stream)
 
-	assert.Empty(t, cmp.Diff(updateEvent(t, all[2]), nextEvent(t, stream)), "(-want +got)")
+	if diff := cmp.Diff(updateEvent(t, all[2]), nextEvent(t, stream)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSSE_NeitherSkipsNorRepeatsUpdatesPublishedDuringTheReplay(t *testing.T) {
@@ -185,7 +196,7 @@ func TestSSE_NeitherSkipsNorRepeatsUpdatesPublishedDuringTheReplay(t *testing.T)
 		e := nextEvent(t, stream)
 		require.Equal(t, fmt.Sprint("run-1-", id), e.LastEventID, "ids arrive once each, in order")
 	}
-	<-published
+	testkit.Receive(t, published, "the publisher to finish")
 }
 
 func TestSSE_SendsResetWhenTheCursorCannotBeServed(t *testing.T) {
@@ -205,7 +216,9 @@ func TestSSE_SendsResetWhenTheCursorCannotBeServed(t *testing.T) {
 			reset := nextEvent(t, stream)
 
 			want := client.Event{Type: "reset", Data: `{"last":4,"epoch":"run-1"}`, LastEventID: "run-1-4"}
-			assert.Empty(t, cmp.Diff(want, reset), "(-want +got)")
+			if diff := cmp.Diff(want, reset); diff != "" {
+				t.Errorf("mismatch (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -253,7 +266,9 @@ func TestSSE_OutlivesTheServersWriteTimeout(t *testing.T) {
 	e, err := log.Publish("still streaming")
 	require.NoError(t, err)
 
-	assert.Empty(t, cmp.Diff(updateEvent(t, e.Update), nextEvent(t, stream)), "(-want +got)")
+	if diff := cmp.Diff(updateEvent(t, e.Update), nextEvent(t, stream)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSSE_EndsTheStreamWhenTheServerShutsDown(t *testing.T) {
@@ -274,7 +289,7 @@ func TestSSE_EndsTheStreamWhenTheServerShutsDown(t *testing.T) {
 		_, err := stream.Next()
 		ended <- err
 	}()
-	assert.ErrorIs(t, receive(t, ended, "the stream to end"), io.EOF, "a clean end, not a reset connection")
+	assert.ErrorIs(t, testkit.Receive(t, ended, "the stream to end"), io.EOF, "a clean end, not a reset connection")
 }
 
 func TestSSE_StreamsOverHTTP2Too(t *testing.T) {
@@ -286,7 +301,8 @@ func TestSSE_StreamsOverHTTP2Too(t *testing.T) {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	testkit.ShutdownAtCleanup(t, api)
-	ctx, cancel := context.WithCancel(context.Background())
+	// Headers that never come fail the test, at the end of WaitTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitTimeout)
 	t.Cleanup(cancel) // before srv.Close: the stream ends when its client leaves
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
 	require.NoError(t, err)
@@ -300,7 +316,9 @@ func TestSSE_StreamsOverHTTP2Too(t *testing.T) {
 	e, err := log.Publish("over h2")
 	require.NoError(t, err)
 
-	assert.Empty(t, cmp.Diff(updateEvent(t, e.Update), nextEvent(t, stream)), "(-want +got)")
+	if diff := cmp.Diff(updateEvent(t, e.Update), nextEvent(t, stream)); diff != "" {
+		t.Errorf("mismatch (-want +got):\n%s", diff)
+	}
 }
 
 // streamWriter is a ResponseWriter for handlers run inside a synctest
@@ -409,7 +427,7 @@ func TestSSE_DisconnectsASubscriberThatCannotKeepUp(t *testing.T) {
 			require.NoError(t, err)
 		}
 		for i := range 10 {
-			assert.Equal(t, fmt.Sprint(i), (<-fast.Updates()).Data, "the others get everything")
+			assert.Equal(t, fmt.Sprint(i), testkit.Receive(t, fast.Updates(), "the next update").Data, "the others get everything")
 		}
 		close(stall) // the write in progress completes...
 		synctest.Wait()
@@ -421,6 +439,83 @@ func TestSSE_DisconnectsASubscriberThatCannotKeepUp(t *testing.T) {
 		}
 		assert.NotContains(t, slow.String(), `"data":"9"`, "it was dropped, not waited for")
 	})
+}
+
+// socketBuffer is the size asked for the socket buffers in
+// TestSSE_DisconnectsAClientThatStopsReadingItsConnection (Linux doubles it):
+// small, so that a few updates fill them, where the kernel would let them
+// grow to megabytes. Not smaller: below twice the loopback segment size
+// (64 KiB), TCP's silly-window avoidance leaves the transfer to window probes
+// and a test that reads a few updates takes seconds.
+const socketBuffer = 64 << 10
+
+// smallBuffers is a listener whose connections have socketBuffer-sized send
+// buffers. It returns each *net.TCPConn as it is, so the handler can still
+// hijack it.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		// It fails only on a closed connection, which the server finds out
+		// by itself.
+		_ = tcp.SetWriteBuffer(socketBuffer)
+	}
+	return conn, err
+}
+
+// TestSSE_DisconnectsAClientThatStopsReadingItsConnection is the test above
+// on the path a real HTTP/1.1 client takes: the handler hijacks the
+// connection and the stream runs detached, writing to a TCP socket. The
+// client stops reading, so the stream's write blocks once the socket buffers
+// are full, and the queue overflows behind it. When the client reads again,
+// it gets what was sent or queued before the drop, in order, and then the
+// end of the stream: not the rest, and not a connection left open.
+func TestSSE_DisconnectsAClientThatStopsReadingItsConnection(t *testing.T) {
+	const queue, published = 4, 20 // 20 updates of 64 KiB: more than the buffers and the queue hold
+	log, err := feed.New(published, feed.WithEpoch("run-1"))
+	require.NoError(t, err)
+	api := server.New(log, server.WithQueue(queue))
+	srv := httptest.NewUnstartedServer(api)
+	srv.Listener = smallBuffers{srv.Listener}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	testkit.ShutdownAtCleanup(t, api)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(socketBuffer))
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(testkit.WaitTimeout)), "a stream left open fails the test, not hangs it")
+	_, err = fmt.Fprintf(conn, "GET /events HTTP/1.1\r\nHost: %s\r\n\r\n", srv.Listener.Addr())
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	stream := client.NewEventStream(resp.Body)
+	hello, err := stream.Next()
+	require.NoError(t, err)
+	require.Equal(t, "hello", hello.Type, "the stream is open, its subscription made")
+
+	for range published { // the client reads nothing now
+		_, err := log.Publish(strings.Repeat("x", feed.MaxDataBytes)) // never waits for the client
+		require.NoError(t, err)
+	}
+
+	var ids []string // the client reads again: what was sent, and then the end
+	for {
+		e, err := stream.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err, "the server ends the stream; got ids %v", ids)
+		ids = append(ids, e.LastEventID)
+	}
+	require.NotEmpty(t, ids, "what was queued is still sent")
+	assert.Less(t, len(ids), published, "dropped, not waited for: got ids %v", ids)
+	for i, id := range ids {
+		assert.Equal(t, fmt.Sprint("run-1-", i+1), id, "in order, none skipped")
+	}
 }
 
 func publishAll(tb testing.TB, log *feed.Log, texts ...string) []feed.Update {

@@ -1,12 +1,16 @@
 // Package testkit holds what this chapter's tests share: an output buffer
-// that a program can write while a test reads it, a wait on it, and a way to
-// drop a test server's connections and shut it down.
+// that a program can write while a test reads it, a wait on it, a bounded
+// receive from a channel, a publish over HTTP, and a way to drop a test
+// server's connections and shut it down.
 package testkit
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -14,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"realtime/03-sse/feed"
 )
 
 // WaitTimeout bounds every wait in the tests: generous, because -race and a
@@ -62,6 +68,49 @@ func (b *Buffer) WaitFor(tb testing.TB, text string) {
 	tb.Helper()
 	require.Eventually(tb, func() bool { return strings.Contains(b.String(), text) },
 		WaitTimeout, time.Millisecond, "waiting for %q; have:\n%s", text, b)
+}
+
+// Receive returns the next value from ch, or fails the test if none comes
+// within WaitTimeout, saying what it waited for: a test that would otherwise
+// block until go test's own timeout fails at once with a reason. Like <-ch,
+// it returns the zero value at once from a closed channel, so it also waits
+// for a channel that is closed when something is done. Inside a synctest
+// bubble the wait is on the bubble's clock: it ends as soon as nothing else
+// can happen. Call it from the test's goroutine only: it stops the test.
+func Receive[T any](tb testing.TB, ch <-chan T, what string) T {
+	tb.Helper()
+	timeout := time.NewTimer(WaitTimeout)
+	defer timeout.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timeout.C:
+		tb.Fatalf("timed out after %v waiting for %s", WaitTimeout, what)
+		var zero T
+		return zero // not reached: Fatalf ends the test's goroutine
+	}
+}
+
+// Publish publishes text with POST /publish on the server at baseURL, as a
+// script would, and returns the update the server answered with. Anything
+// but 201 Created fails the test, with the server's reason. Call it from the
+// test's goroutine only: it stops the test.
+func Publish(tb testing.TB, baseURL, text string) feed.Update {
+	tb.Helper()
+	// A transport of its own, closed after: no idle connection outlives the
+	// call, for goleak to find or for another test to reuse.
+	transport := &http.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: WaitTimeout} // a publish that hangs fails the test
+	resp, err := client.Post(baseURL+"/publish", "text/plain; charset=utf-8", strings.NewReader(text))
+	require.NoError(tb, err, "POST %s/publish", baseURL)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(tb, err, "POST %s/publish: read the answer", baseURL)
+	require.Equal(tb, http.StatusCreated, resp.StatusCode, "POST %s/publish answered: %s", baseURL, body)
+	var u feed.Update
+	require.NoError(tb, json.Unmarshal(body, &u), "POST %s/publish: decode the answer %s", baseURL, body)
+	return u
 }
 
 // Conns records the connections a test server accepts, so that a test can
