@@ -482,15 +482,30 @@ func compareFailure(shown string, run RedRun) []string {
 }
 
 // containsInOrder reports whether every line of want appears in have, in
-// order.
+// order. A "…" in a line of have stands for any text, so that a README can
+// show a reason whose measured part differs in every run ("heap grew by …").
 func containsInOrder(have, want []string) bool {
 	i := 0
 	for _, line := range have {
-		if i < len(want) && line == want[i] {
+		if i < len(want) && matchesShown(line, want[i]) {
 			i++
 		}
 	}
 	return i == len(want)
+}
+
+// matchesShown reports whether a line of real output matches a line as a
+// README shows it, where each "…" stands for any text.
+func matchesShown(shown, real string) bool {
+	if !strings.Contains(shown, "…") {
+		return shown == real
+	}
+	parts := strings.Split(shown, "…")
+	pattern := make([]string, len(parts))
+	for i, part := range parts {
+		pattern[i] = regexp.QuoteMeta(part)
+	}
+	return regexp.MustCompile("^" + strings.Join(pattern, ".*") + "$").MatchString(real)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

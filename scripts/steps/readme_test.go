@@ -68,6 +68,19 @@ func TestCompareFailure_ComparesTheTestNamesAndTheKeyLinesOnly(t *testing.T) {
 			run:   failing,
 		},
 		{
+			name:  "a measured value shown as … is fine",
+			shown: "--- FAIL: TestHeap (1.49s)\n    heap_test.go:9: \"…\" is not less than or equal to \"16777216\"\n",
+			run: RedRun{Failed: map[string]bool{"TestHeap": true},
+				Keys: map[string][]string{"TestHeap": {`heap_test.go:N: "75712144" is not less than or equal to "16777216"`}}},
+		},
+		{
+			name:  "… does not excuse another reason",
+			shown: "--- FAIL: TestHeap (1.49s)\n    heap_test.go:9: \"…\" is not less than \"1\"\n",
+			run: RedRun{Failed: map[string]bool{"TestHeap": true},
+				Keys: map[string][]string{"TestHeap": {`heap_test.go:N: "75712144" is not less than or equal to "16777216"`}}},
+			want: []string{`the README does not show why TestHeap fails in the real run: "heap_test.go:N: \"75712144\" is not less than or equal to \"16777216\""`},
+		},
+		{
 			name:  "another reason is not",
 			shown: "--- FAIL: TestAbs (0.00s)\n    abs_test.go:8: Abs(-2) = 2, want 2\n",
 			run:   failing,
