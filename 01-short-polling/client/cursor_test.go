@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,4 +67,24 @@ func TestRun_EscapesWhatAFailingServerSays(t *testing.T) {
 
 	r.stderr.WaitFor(t, `503 Service Unavailable: \x1b[2J\x1b[31mall clear; retrying in`)
 	assert.NotContains(t, r.stderr.String(), "\x1b", "no escape sequence reaches the terminal")
+}
+
+func TestRun_WaitsAsLongAsABusyServerAsks(t *testing.T) {
+	log := newLog(t, 16, "run-1")
+	mustPublish(t, log, "a")
+	var refusedOnce atomic.Bool
+	busyOnce := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if refusedOnce.CompareAndSwap(false, true) {
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "too many held requests", http.StatusServiceUnavailable)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	r := receive(t, shortPoll(t, startServer(t, log, busyOnce)), "short", 0) // a backoff of milliseconds
+
+	r.stderr.WaitFor(t, "503 Service Unavailable: too many held requests; retrying in 1s\n")
+	assert.Equal(t, []string{"1 a"}, r.stdout.WaitForLines(t, 1), "and then it comes back")
 }

@@ -21,7 +21,7 @@ import (
 
 // browserTimeout bounds every wait on the page: long enough for a cold
 // Chromium start on a loaded CI machine.
-const browserTimeout = 30 * time.Second
+const browserTimeout = 60 * time.Second
 
 // reboundName is a name that the browser resolves to 127.0.0.1, as a DNS
 // name an attacker controls resolves after a DNS rebinding.

@@ -7,9 +7,9 @@ import (
 )
 
 // addRoutes is the whole API of this chapter in one place.
-func addRoutes(mux *http.ServeMux, log *feed.Log) {
+func addRoutes(mux *http.ServeMux, log *feed.Log, cfg config) {
 	mux.Handle("GET /{$}", handlePage())
 	mux.Handle("GET /page/", handlePageFiles())
-	mux.Handle("POST /publish", handlePublish(log))
+	mux.Handle("POST /publish", handlePublish(log, cfg.bodyTimeout))
 	mux.Handle("GET /updates", handleShortPoll(log))
 }

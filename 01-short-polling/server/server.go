@@ -5,6 +5,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"realtime/01-short-polling/feed"
 )
@@ -12,18 +13,21 @@ import (
 // New returns the handler for every route of this chapter, reading from and
 // publishing to log. Every route is behind the guard in guard.go.
 func New(log *feed.Log, opts ...Option) http.Handler {
-	var cfg config
+	cfg := config{
+		bodyTimeout: DefaultBodyTimeout,
+	}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
 	mux := http.NewServeMux()
-	addRoutes(mux, log)
+	addRoutes(mux, log, cfg)
 	return guard(mux, cfg.allowedHosts)
 }
 
 // config is what the options set.
 type config struct {
-	allowedHosts []string // names besides loopback that Host may carry
+	allowedHosts []string      // names besides loopback that Host may carry
+	bodyTimeout  time.Duration // publish: how long the request body may take to arrive
 }
 
 // Option configures the handler New returns.
@@ -36,6 +40,11 @@ type Option func(*config)
 func WithAllowedHosts(hosts ...string) Option {
 	return func(c *config) { c.allowedHosts = append(c.allowedHosts, hosts...) }
 }
+
+// WithBodyTimeout sets how long a publish request's body may take to arrive
+// before the request is answered 408 Request Timeout. Zero or less leaves
+// only the server's own ReadTimeout.
+func WithBodyTimeout(d time.Duration) Option { return func(c *config) { c.bodyTimeout = d } }
 
 // writeJSON answers with v as JSON. Poll answers must never be cached: a
 // cached answer is a stale cursor.

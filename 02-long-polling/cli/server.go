@@ -39,6 +39,7 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	var allowedHosts []string
 	fs.Func("allow-host", "comma-separated host `names` or IP addresses that requests may name besides loopback ones and,\n"+
 		"with -expose, the -addr host: a reverse proxy's or a LAN name (others are refused, against DNS rebinding)", addHosts(&allowedHosts))
+	maxHeld := fs.Int("max-held", server.DefaultMaxHeld(), "the most long polls held open at once (the default fits the open-file limit); more get 503 and Retry-After")
 	if err := parseFlags(fs, args[1:], stderr); err != nil {
 		return err
 	}
@@ -54,18 +55,19 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return usageErrorf("-history: %w", err)
 	}
+	if *maxHeld < 1 {
+		return usageErrorf("-max-held %d: must be at least 1", *maxHeld)
+	}
 
 	listener, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
 	}
-	handler := server.New(log, server.WithAllowedHosts(allowedHosts...))
+	opts := []server.Option{server.WithAllowedHosts(allowedHosts...), server.WithMaxHeld(*maxHeld)}
 	if *debug {
-		mux := http.NewServeMux()
-		mux.Handle("/", handler)
-		mux.Handle("GET /debug/runtime", server.RuntimeStats())
-		handler = mux
+		opts = append(opts, server.WithRuntimeStats())
 	}
+	handler := server.New(log, opts...)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,

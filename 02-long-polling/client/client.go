@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -77,6 +78,35 @@ func (b Backoff) Delay(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+// maxRetryAfter bounds what a server's Retry-After can make the client wait:
+// past a minute, the user is better served by the client's own backoff.
+const maxRetryAfter = time.Minute
+
+// RetryAfterError is a refused request whose answer said when to come back:
+// a 503 or 429 with Retry-After in seconds. Run waits at least that long.
+type RetryAfterError struct {
+	Err   error
+	Delay time.Duration
+}
+
+func (e *RetryAfterError) Error() string { return e.Err.Error() }
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// refused describes an answer that is not the one asked for, with the start
+// of its body; it keeps the Retry-After of a 503 or 429, so that a client of
+// a busy server comes back when it was asked to and not before.
+func refused(endpoint *url.URL, resp *http.Response) error {
+	err := fmt.Errorf("GET %s: %s: %s", endpoint, resp.Status, firstLine(resp.Body))
+	if resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusTooManyRequests {
+		return err
+	}
+	seconds, convErr := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if convErr != nil || seconds <= 0 {
+		return err // absent, or an HTTP date: the backoff decides
+	}
+	return &RetryAfterError{Err: err, Delay: min(time.Duration(seconds)*time.Second, maxRetryAfter)}
+}
+
 // Run receives with strategy until ctx ends, reconnecting after each failure
 // with backoff and resuming from the session's cursor. Failures are reported
 // on stderr; Run returns nil when ctx ends.
@@ -91,6 +121,10 @@ func Run(ctx context.Context, strategy Strategy, s *Session, backoff Backoff, st
 			failures = 0 // the server was reachable: this is a new outage
 		}
 		delay := backoff.Delay(failures)
+		var busy *RetryAfterError
+		if errors.As(err, &busy) && busy.Delay > delay {
+			delay = busy.Delay // the server asked for at least this long
+		}
 		failures++
 		fmt.Fprintf(stderr, "%s: %v; retrying in %v\n", s.strategy, err, delay.Round(time.Millisecond))
 		timer := time.NewTimer(delay)

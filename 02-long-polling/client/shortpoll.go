@@ -80,7 +80,7 @@ func poll(ctx context.Context, cfg Config, s *Session, extra url.Values) (more b
 		return false, nil
 	case http.StatusOK, http.StatusGone:
 	default:
-		return false, fmt.Errorf("GET %s: %s: %s", endpoint, resp.Status, firstLine(resp.Body))
+		return false, refused(endpoint, resp)
 	}
 	var answer batch
 	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {

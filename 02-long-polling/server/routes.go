@@ -7,9 +7,13 @@ import (
 )
 
 // addRoutes is the whole API of this chapter in one place.
-func addRoutes(mux *http.ServeMux, log *feed.Log) {
+func addRoutes(mux *http.ServeMux, log *feed.Log, cfg config) {
+	held := make(semaphore, cfg.maxHeld) // one cap for every request that waits for updates
 	mux.Handle("GET /{$}", handlePage())
 	mux.Handle("GET /page/", handlePageFiles())
-	mux.Handle("POST /publish", handlePublish(log))
-	mux.Handle("GET /updates", handleLongPoll(log, handleShortPoll(log)))
+	mux.Handle("POST /publish", handlePublish(log, cfg.bodyTimeout))
+	mux.Handle("GET /updates", handleLongPoll(log, held, handleShortPoll(log)))
+	if cfg.runtimeStats {
+		mux.Handle("GET /debug/runtime", RuntimeStats())
+	}
 }

@@ -5,6 +5,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"realtime/02-long-polling/feed"
 )
@@ -12,18 +13,24 @@ import (
 // New returns the handler for every route of this chapter, reading from and
 // publishing to log. Every route is behind the guard in guard.go.
 func New(log *feed.Log, opts ...Option) http.Handler {
-	var cfg config
+	cfg := config{
+		bodyTimeout: DefaultBodyTimeout,
+		maxHeld:     DefaultMaxHeld(),
+	}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
 	mux := http.NewServeMux()
-	addRoutes(mux, log)
+	addRoutes(mux, log, cfg)
 	return guard(mux, cfg.allowedHosts)
 }
 
 // config is what the options set.
 type config struct {
-	allowedHosts []string // names besides loopback that Host may carry
+	allowedHosts []string      // names besides loopback that Host may carry
+	bodyTimeout  time.Duration // publish: how long the request body may take to arrive
+	maxHeld      int           // the most requests held open at once, waiting for updates
+	runtimeStats bool          // serve GET /debug/runtime
 }
 
 // Option configures the handler New returns.
@@ -36,6 +43,21 @@ type Option func(*config)
 func WithAllowedHosts(hosts ...string) Option {
 	return func(c *config) { c.allowedHosts = append(c.allowedHosts, hosts...) }
 }
+
+// WithBodyTimeout sets how long a publish request's body may take to arrive
+// before the request is answered 408 Request Timeout. Zero or less leaves
+// only the server's own ReadTimeout.
+func WithBodyTimeout(d time.Duration) Option { return func(c *config) { c.bodyTimeout = d } }
+
+// WithRuntimeStats serves GET /debug/runtime (see RuntimeStats), behind the
+// guard like every other route: a page rebound to this machine must not read
+// it either.
+func WithRuntimeStats() Option { return func(c *config) { c.runtimeStats = true } }
+
+// WithMaxHeld caps how many requests may be held open at once, waiting for
+// updates; the ones past the cap are answered 503 Service Unavailable with
+// Retry-After. Less than 1 refuses every one. The default is DefaultMaxHeld.
+func WithMaxHeld(n int) Option { return func(c *config) { c.maxHeld = max(n, 0) } }
 
 // writeJSON answers with v as JSON. Poll answers must never be cached: a
 // cached answer is a stale cursor.

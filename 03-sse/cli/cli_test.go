@@ -160,6 +160,14 @@ func TestServer_ReportsGoroutinesAndMemoryOnlyWithDebug(t *testing.T) {
 	for _, key := range []string{"goroutines", "heap_inuse_bytes", "stack_inuse_bytes", "sys_bytes"} {
 		assert.NotZero(t, stats[key], key)
 	}
+
+	req, err := http.NewRequest(http.MethodGet, debug+"/debug/runtime", nil)
+	require.NoError(t, err)
+	req.Host = "rebound.example" // a page whose DNS name now points here
+	rebound, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	rebound.Body.Close()
+	assert.Equal(t, http.StatusMisdirectedRequest, rebound.StatusCode, "behind the guard, like every other route")
 }
 
 func TestEndToEnd_JSONLinesCarryStrategyAndLatency(t *testing.T) {
@@ -288,6 +296,7 @@ func TestUsageErrors(t *testing.T) {
 		{"heartbeat zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-heartbeat", "0s"}, "-heartbeat 0s: must be positive"},
 		{"allowed host with a port", cli.RunServer, []string{"-allow-host", "updates.example:8080"}, `invalid value "updates.example:8080" for flag -allow-host: "updates.example:8080" is not a host name or IP address; give one without scheme or port, such as updates.example`},
 		{"allowed host that is empty", cli.RunServer, []string{"-allow-host", "a.example,,b.example"}, `invalid value "a.example,,b.example" for flag -allow-host: "" is not a host name or IP address; give one without scheme or port, such as updates.example`},
+		{"max-held zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-max-held", "0"}, "-max-held 0: must be at least 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

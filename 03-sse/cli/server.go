@@ -36,10 +36,11 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	expose := fs.Bool("expose", false, "allow -addr to be reachable from other machines")
 	history := fs.Int("history", feed.DefaultHistory, "how many updates to keep for clients that fall behind")
 	debug := fs.Bool("debug", false, "serve GET /debug/runtime: goroutines and memory, for load tests")
-	heartbeat := fs.Duration("heartbeat", server.DefaultHeartbeat, "event streams: time between heartbeat comments")
 	var allowedHosts []string
 	fs.Func("allow-host", "comma-separated host `names` or IP addresses that requests may name besides loopback ones and,\n"+
 		"with -expose, the -addr host: a reverse proxy's or a LAN name (others are refused, against DNS rebinding)", addHosts(&allowedHosts))
+	maxHeld := fs.Int("max-held", server.DefaultMaxHeld(), "the most long polls and event streams held open at once (the default fits the open-file limit); more get 503 and Retry-After")
+	heartbeat := fs.Duration("heartbeat", server.DefaultHeartbeat, "event streams: time between heartbeat comments")
 	if err := parseFlags(fs, args[1:], stderr); err != nil {
 		return err
 	}
@@ -55,6 +56,9 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return usageErrorf("-history: %w", err)
 	}
+	if *maxHeld < 1 {
+		return usageErrorf("-max-held %d: must be at least 1", *maxHeld)
+	}
 	if *heartbeat <= 0 {
 		return usageErrorf("-heartbeat %v: must be positive", *heartbeat)
 	}
@@ -63,14 +67,11 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return err
 	}
-	api := server.New(log, server.WithAllowedHosts(allowedHosts...), server.WithHeartbeat(*heartbeat))
-	var handler http.Handler = api
+	opts := []server.Option{server.WithAllowedHosts(allowedHosts...), server.WithMaxHeld(*maxHeld), server.WithHeartbeat(*heartbeat)}
 	if *debug {
-		mux := http.NewServeMux()
-		mux.Handle("/", handler)
-		mux.Handle("GET /debug/runtime", server.RuntimeStats())
-		handler = mux
+		opts = append(opts, server.WithRuntimeStats())
 	}
+	handler := server.New(log, opts...)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -96,7 +97,7 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	defer cancel()
 	// http.Server.Shutdown ends the requests; the event streams that left
 	// theirs end with the handler's own.
-	if err := errors.Join(srv.Shutdown(shutdownCtx), api.Shutdown(shutdownCtx)); err != nil {
+	if err := errors.Join(srv.Shutdown(shutdownCtx), handler.Shutdown(shutdownCtx)); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {

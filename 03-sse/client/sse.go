@@ -60,7 +60,7 @@ func (c *SSE) Receive(parent context.Context, s *Session) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", endpoint, resp.Status, firstLine(resp.Body))
+		return refused(endpoint, resp)
 	}
 	if mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mediaType != "text/event-stream" {
 		return fmt.Errorf("GET %s: answered %q, not an event stream", endpoint, mediaType)

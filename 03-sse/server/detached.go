@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // detachedStreams runs the event streams whose handlers have returned.
@@ -45,7 +46,8 @@ func hijack(w http.ResponseWriter) (net.Conn, bool) {
 // run calls stream on a goroutine of its own with a context that ends when
 // the client hangs up or the server shuts down, and closes conn after it.
 // A second goroutine reads conn, only to notice the hang-up: the client of an
-// event stream sends nothing, so a read returns only when the connection ends.
+// event stream sends nothing, so a read returns only when the connection
+// ends, or when the client breaks that rule, which ends the stream too.
 func (d *detachedStreams) run(conn net.Conn, stream func(ctx context.Context)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -57,20 +59,48 @@ func (d *detachedStreams) run(conn net.Conn, stream func(ctx context.Context)) {
 		return
 	}
 	ctx, hungUp := context.WithCancel(d.ctx)
+	// A write to a client that stopped reading blocks until its deadline
+	// (sseWriteWait), longer than a shutdown may take. Closing the connection
+	// when the stream's context ends ends such a write at once, and fails
+	// every later one; a deadline moved to now would end the write in
+	// progress, but the stream's next write sets a new one.
+	stopClosing := context.AfterFunc(ctx, func() { conn.Close() })
 	d.wg.Go(func() {
 		defer hungUp()
+		// One read, not a loop: reading on, a byte per system call, let a
+		// client that sent junk spend the server's CPU (20 MiB cost 14.5
+		// CPU-seconds), and nothing a client sends here means anything.
 		var b [1]byte
-		for {
-			if _, err := conn.Read(b[:]); err != nil {
-				return
-			}
-		}
+		_, _ = conn.Read(b[:])
 	})
 	d.wg.Go(func() {
 		defer conn.Close() // which also ends the reader
 		defer hungUp()
+		defer stopClosing() // a stream that ends by itself closes conn here
 		stream(ctx)
 	})
+}
+
+// endStuckWritesOnDone is run's AfterFunc for a stream that stays in its
+// handler: when ctx ends (the client left, or the server shuts down: its
+// BaseContext ends every request's), w's write deadline moves to now, so
+// that a write to a client that stopped reading returns at once. The
+// connection is net/http's, not ours to close; once a write has failed,
+// net/http fails every later one. Call the returned func before the handler
+// returns: it waits for the deadline to be moved, if that has begun, since w
+// must not be used after the handler returns.
+func endStuckWritesOnDone(ctx context.Context, w http.ResponseWriter) (stop func()) {
+	rc := http.NewResponseController(w)
+	moved := make(chan struct{})
+	stopMoving := context.AfterFunc(ctx, func() {
+		defer close(moved)
+		_ = rc.SetWriteDeadline(time.Now()) // unsupported by test writers, which need none
+	})
+	return func() {
+		if !stopMoving() {
+			<-moved
+		}
+	}
 }
 
 // shutdown ends every detached stream and waits until their goroutines have

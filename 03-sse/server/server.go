@@ -21,7 +21,13 @@ type Server struct {
 // New returns the handler for every route of this chapter, reading from and
 // publishing to log. Every route is behind the guard in guard.go.
 func New(log *feed.Log, opts ...Option) *Server {
-	cfg := config{heartbeat: DefaultHeartbeat, retry: DefaultRetry, queue: DefaultQueue}
+	cfg := config{
+		bodyTimeout: DefaultBodyTimeout,
+		maxHeld:     DefaultMaxHeld(),
+		heartbeat:   DefaultHeartbeat,
+		retry:       DefaultRetry,
+		queue:       DefaultQueue,
+	}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
@@ -42,6 +48,9 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.detached.shutdow
 // config is what the options set.
 type config struct {
 	allowedHosts []string      // names besides loopback that Host may carry
+	bodyTimeout  time.Duration // publish: how long the request body may take to arrive
+	maxHeld      int           // the most requests held open at once, waiting for updates
+	runtimeStats bool          // serve GET /debug/runtime
 	heartbeat    time.Duration // SSE: time between comment heartbeats
 	retry        time.Duration // SSE: the reconnection time sent to clients
 	queue        int           // SSE: updates a subscriber may fall behind before it is dropped
@@ -57,6 +66,21 @@ type Option func(*config)
 func WithAllowedHosts(hosts ...string) Option {
 	return func(c *config) { c.allowedHosts = append(c.allowedHosts, hosts...) }
 }
+
+// WithBodyTimeout sets how long a publish request's body may take to arrive
+// before the request is answered 408 Request Timeout. Zero or less leaves
+// only the server's own ReadTimeout.
+func WithBodyTimeout(d time.Duration) Option { return func(c *config) { c.bodyTimeout = d } }
+
+// WithRuntimeStats serves GET /debug/runtime (see RuntimeStats), behind the
+// guard like every other route: a page rebound to this machine must not read
+// it either.
+func WithRuntimeStats() Option { return func(c *config) { c.runtimeStats = true } }
+
+// WithMaxHeld caps how many requests may be held open at once, waiting for
+// updates; the ones past the cap are answered 503 Service Unavailable with
+// Retry-After. Less than 1 refuses every one. The default is DefaultMaxHeld.
+func WithMaxHeld(n int) Option { return func(c *config) { c.maxHeld = max(n, 0) } }
 
 // WithHeartbeat sets the time between an event stream's heartbeats.
 func WithHeartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = d } }

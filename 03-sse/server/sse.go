@@ -44,8 +44,9 @@ const (
 // until the client leaves, the server shuts down, or the subscriber falls
 // behind. The id is a whole cursor, epoch included, so that a stock
 // EventSource hands it back as Last-Event-ID after a server restart and is
-// told about the gap.
-func handleSSE(log *feed.Log, cfg config, detached *detachedStreams) http.Handler {
+// told about the gap. A stream takes a place in held for as long as it
+// lasts: with none free, 503.
+func handleSSE(log *feed.Log, cfg config, held semaphore, detached *detachedStreams) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cursor, err := parseStreamCursor(r)
 		if err != nil {
@@ -59,16 +60,23 @@ func handleSSE(log *feed.Log, cfg config, detached *detachedStreams) http.Handle
 		if r.Method == http.MethodHead {
 			return // the headers are the whole answer
 		}
+		if !held.tryAcquire() {
+			held.refuse(w)
+			return
+		}
 
 		if conn, ok := hijack(w); ok {
 			// Ours from here: the head is the first thing written, and the
 			// body ends when the connection closes.
 			out := &eventWriter{out: conn, epoch: log.Epoch(), buf: responseHead(header)}
 			detached.run(conn, func(ctx context.Context) {
+				defer held.release()
 				streamEvents(ctx, out, log, cursor, cfg)
 			})
 			return
 		}
+		defer held.release()
+		defer endStuckWritesOnDone(r.Context(), w)()
 		out := &eventWriter{out: responseSink{w, http.NewResponseController(w)}, epoch: log.Epoch()}
 		streamEvents(r.Context(), out, log, cursor, cfg)
 	})

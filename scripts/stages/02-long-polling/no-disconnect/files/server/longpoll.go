@@ -25,8 +25,9 @@ const (
 // handleLongPoll answers GET /updates?after=N&wait=D. With something to say
 // (updates after N, or a gap), or with no wait, it answers at once, as short
 // polling does; with nothing new it holds the request until an update is
-// published, the wait ends (204), or the client or server goes away.
-func handleLongPoll(log *feed.Log, answer http.Handler) http.Handler {
+// published, the wait ends (204), or the client or server goes away. With
+// every place in held taken, it refuses to hold: 503.
+func handleLongPoll(log *feed.Log, held semaphore, answer http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		query := r.URL.Query()
 		if !query.Has("wait") {
@@ -48,6 +49,11 @@ func handleLongPoll(log *feed.Log, answer http.Handler) http.Handler {
 			answer.ServeHTTP(w, r)
 			return
 		}
+		if !held.tryAcquire() {
+			held.refuse(w)
+			return
+		}
+		defer held.release()
 
 		hold := wait - time.Duration(rand.Float64()*holdJitter*float64(wait))
 		// The server's WriteTimeout runs from the end of the request headers,

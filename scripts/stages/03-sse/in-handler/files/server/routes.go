@@ -8,9 +8,10 @@ import (
 
 // addRoutes is the whole API of this chapter in one place.
 func addRoutes(mux *http.ServeMux, log *feed.Log, cfg config) {
+	held := make(semaphore, cfg.maxHeld) // one cap for every request that waits for updates
 	mux.Handle("GET /{$}", handlePage())
 	mux.Handle("GET /page/", handlePageFiles())
-	mux.Handle("POST /publish", handlePublish(log))
-	mux.Handle("GET /updates", handleLongPoll(log, handleShortPoll(log)))
-	mux.Handle("GET /events", handleSSE(log, cfg))
+	mux.Handle("POST /publish", handlePublish(log, cfg.bodyTimeout))
+	mux.Handle("GET /updates", handleLongPoll(log, held, handleShortPoll(log)))
+	mux.Handle("GET /events", handleSSE(log, cfg, held))
 }

@@ -13,7 +13,13 @@ import (
 // New returns the handler for every route of this chapter, reading from and
 // publishing to log. Every route is behind the guard in guard.go.
 func New(log *feed.Log, opts ...Option) http.Handler {
-	cfg := config{heartbeat: DefaultHeartbeat, retry: DefaultRetry, queue: DefaultQueue}
+	cfg := config{
+		bodyTimeout: DefaultBodyTimeout,
+		maxHeld:     DefaultMaxHeld(),
+		heartbeat:   DefaultHeartbeat,
+		retry:       DefaultRetry,
+		queue:       DefaultQueue,
+	}
 	for _, opt := range opts {
 		opt(&cfg)
 	}
@@ -25,6 +31,8 @@ func New(log *feed.Log, opts ...Option) http.Handler {
 // config is what the options set.
 type config struct {
 	allowedHosts []string      // names besides loopback that Host may carry
+	bodyTimeout  time.Duration // publish: how long the request body may take to arrive
+	maxHeld      int           // the most requests held open at once, waiting for updates
 	heartbeat    time.Duration // SSE: time between comment heartbeats
 	retry        time.Duration // SSE: the reconnection time sent to clients
 	queue        int           // SSE: updates a subscriber may fall behind before it is dropped
@@ -40,6 +48,16 @@ type Option func(*config)
 func WithAllowedHosts(hosts ...string) Option {
 	return func(c *config) { c.allowedHosts = append(c.allowedHosts, hosts...) }
 }
+
+// WithBodyTimeout sets how long a publish request's body may take to arrive
+// before the request is answered 408 Request Timeout. Zero or less leaves
+// only the server's own ReadTimeout.
+func WithBodyTimeout(d time.Duration) Option { return func(c *config) { c.bodyTimeout = d } }
+
+// WithMaxHeld caps how many requests may be held open at once, waiting for
+// updates; the ones past the cap are answered 503 Service Unavailable with
+// Retry-After. Less than 1 refuses every one. The default is DefaultMaxHeld.
+func WithMaxHeld(n int) Option { return func(c *config) { c.maxHeld = max(n, 0) } }
 
 // WithHeartbeat sets the time between an event stream's heartbeats.
 func WithHeartbeat(d time.Duration) Option { return func(c *config) { c.heartbeat = d } }

@@ -30,14 +30,20 @@ const (
 // handleSSE streams updates as text/event-stream: a hello event with the
 // epoch, then every update after the cursor (Last-Event-ID, or ?after=N on
 // the first connect) as "id: <id>" and "data: <update JSON>", live, until the
-// client leaves, the server shuts down, or the subscriber falls behind.
-func handleSSE(log *feed.Log, cfg config) http.Handler {
+// client leaves, the server shuts down, or the subscriber falls behind. A
+// stream takes a place in held for as long as it lasts: with none free, 503.
+func handleSSE(log *feed.Log, cfg config, held semaphore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cursor, err := parseStreamCursor(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		if !held.tryAcquire() {
+			held.refuse(w)
+			return
+		}
+		defer held.release()
 		// Subscribe before reading the history, so that an update published
 		// in between is in one or both, never in neither; ids drop the copy.
 		sub := log.Subscribe(cfg.queue)

@@ -36,8 +36,9 @@ const (
 // handleSSE streams updates as text/event-stream: a hello event with the
 // epoch, then every update after the cursor (Last-Event-ID, or ?after=N on
 // the first connect) as "id: <id>" and "data: <update JSON>", live, until the
-// client leaves, the server shuts down, or the subscriber falls behind.
-func handleSSE(log *feed.Log, cfg config, detached *detachedStreams) http.Handler {
+// client leaves, the server shuts down, or the subscriber falls behind. A
+// stream takes a place in held for as long as it lasts: with none free, 503.
+func handleSSE(log *feed.Log, cfg config, held semaphore, detached *detachedStreams) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cursor, err := parseStreamCursor(r)
 		if err != nil {
@@ -51,6 +52,10 @@ func handleSSE(log *feed.Log, cfg config, detached *detachedStreams) http.Handle
 		if r.Method == http.MethodHead {
 			return // the headers are the whole answer
 		}
+		if !held.tryAcquire() {
+			held.refuse(w)
+			return
+		}
 		// Subscribe before reading the history, so that an update published
 		// in between is in one or both, never in neither; ids drop the copy.
 		sub := log.Subscribe(cfg.queue)
@@ -60,10 +65,13 @@ func handleSSE(log *feed.Log, cfg config, detached *detachedStreams) http.Handle
 			// body ends when the connection closes.
 			out := &eventWriter{out: conn, buf: responseHead(header)}
 			detached.run(conn, func(ctx context.Context) {
+				defer held.release()
 				streamEvents(ctx, out, log, sub, cursor, cfg)
 			})
 			return
 		}
+		defer held.release()
+		defer endStuckWritesOnDone(r.Context(), w)()
 		out := &eventWriter{out: responseSink{w, http.NewResponseController(w)}}
 		streamEvents(r.Context(), out, log, sub, cursor, cfg)
 	})
