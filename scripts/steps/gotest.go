@@ -279,11 +279,15 @@ var (
 
 // normalize makes a line of output comparable with the same line from
 // another run or another machine: space collapsed, and file:line:col
-// reduced to the file's name, since line numbers move as code is written.
+// reduced to the file's name, since line numbers move as code is written;
+// a loopback port, which a test server draws anew on every run, is N too.
 func normalize(line string) string {
 	line = spaces.ReplaceAllString(strings.TrimSpace(line), " ")
+	line = loopbackPort.ReplaceAllString(line, "127.0.0.1:N")
 	return fileLine.ReplaceAllString(line, "$1:N")
 }
+
+var loopbackPort = regexp.MustCompile(`127\.0\.0\.1:\d+`)
 
 // keyLines picks the lines that say why a test failed: the first line that
 // is not noise, and the one after it when the first ends in a colon
