@@ -52,8 +52,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
+	// The update JSON a batch carries is the log's, written as it is: with
+	// HTML escaping on, the encoder would rewrite every <, > and & in it as
+	// six bytes, and an answer could be six times its bound.
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	// The status is sent; an encoding error now means the client went away.
-	_ = json.NewEncoder(w).Encode(v)
+	_ = enc.Encode(v)
 }
 
 // gapAnswer is what every strategy says when it cannot resume a cursor: where

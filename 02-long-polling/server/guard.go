@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"realtime/02-long-polling/feed"
 )
 
 // guard wraps every route with what makes a server on this machine safe to
@@ -39,17 +41,30 @@ func guard(next http.Handler, allowedHosts []string) http.Handler {
 			// 421 Misdirected Request, not 403: the request is not
 			// forbidden to someone, it is meant for a server with that name,
 			// and this is not it (RFC 9110, section 15.5.20).
-			http.Error(w, fmt.Sprintf("refused: Host %q is not a name of this server (a guard against DNS rebinding); "+
-				"start the server with -allow-host %s to serve it", r.Host, host), http.StatusMisdirectedRequest)
+			http.Error(w, fmt.Sprintf("refused: Host %s is not a name of this server (a guard against DNS rebinding); "+
+				"start the server with -allow-host %s to serve it", feed.Quote(r.Host), cut(host)), http.StatusMisdirectedRequest)
 			return
 		}
 		if err := crossOrigin.Check(r); err != nil {
 			http.Error(w, fmt.Sprintf("refused %s %s: %v; only this server's own pages may write to it",
-				r.Method, r.URL.Path, err), http.StatusForbidden)
+				cut(r.Method), cut(r.URL.EscapedPath()), err), http.StatusForbidden)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// maxEchoed is how much of a request's own text a refusal repeats: enough to
+// recognise it, never a megabyte echoed back.
+const maxEchoed = 100
+
+// cut shortens s, a method, an escaped path or a host (ASCII, as net/http
+// has checked), to maxEchoed bytes for a refusal's reason.
+func cut(s string) string {
+	if len(s) <= maxEchoed {
+		return s
+	}
+	return s[:maxEchoed] + "…"
 }
 
 // hostOf returns the host of a Host header in canonical form, without its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 
 	"realtime/02-long-polling/feed"
 )
@@ -61,10 +62,16 @@ func parseCursor(r *http.Request) (feed.Cursor, error) {
 }
 
 // queryValue returns the query parameter name, and whether it was given. A
-// parameter given twice is an error: with "first wins", a proxy and the
-// server could each read a different one.
+// query that does not parse is an error (url.Values would drop the pair it
+// cannot read, and ?after=%zz would mean "from the start"), and so is a
+// parameter given twice: with "first wins", a proxy and the server could
+// each read a different one.
 func queryValue(r *http.Request, name string) (string, bool, error) {
-	values := r.URL.Query()[name]
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return "", false, fmt.Errorf("query %s: %w", feed.Quote(r.URL.RawQuery), err)
+	}
+	values := query[name]
 	switch len(values) {
 	case 0:
 		return "", false, nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -27,6 +28,14 @@ import (
 // worstCase is the update text that JSON makes largest: every byte a
 // control character, escaped as six ("\u0001").
 var worstCase = strings.Repeat("\x01", feed.MaxDataBytes)
+
+// worstCases are the texts that cost a replay most: worstCase, and every
+// byte a '<', which an encoder that escapes HTML would write as six bytes
+// ("\u003c") too, while the log, which does not, counts it as one.
+var worstCases = map[string]string{
+	"control characters": worstCase,
+	"angle brackets":     strings.Repeat("<", feed.MaxDataBytes),
+}
 
 // replayer reads every update after 0 from srv, as a client catching up
 // does, and returns how many it got.
@@ -122,12 +131,12 @@ func streamAll(ctx context.Context, srv *httptest.Server) (int, error) {
 // replayAll has clients catch up at once with a history of n worst-case
 // updates, each with replay, and returns how far the heap grew meanwhile,
 // measured with the collector set to gcPercent (see peakHeapGrowth).
-func replayAll(tb testing.TB, replay replayer, n, clients, gcPercent int) (growth uint64) {
+func replayAll(tb testing.TB, replay replayer, text string, n, clients, gcPercent int) (growth uint64) {
 	tb.Helper()
 	log, err := feed.New(n)
 	require.NoError(tb, err)
 	for range n {
-		_, err := log.Publish(worstCase)
+		_, err := log.Publish(text)
 		require.NoError(tb, err)
 	}
 	srv := httptest.NewServer(server.New(log))
@@ -197,10 +206,12 @@ func TestReplay_CostsMemoryInProportionToABatchNotToTheHistory(t *testing.T) {
 	// with it in one buffer each grew the heap by about 60 MiB.
 	const n, clients, limit = 32, 2, 16 << 20
 	for name, replay := range replayers {
-		t.Run(name, func(t *testing.T) {
-			growth := replayAll(t, replay, n, clients, 20) // 20% of ~14 MiB live
-			assert.LessOrEqual(t, growth, uint64(limit), "heap grew by %d MiB", growth>>20)
-		})
+		for kind, text := range worstCases {
+			t.Run(name+", "+kind, func(t *testing.T) {
+				growth := replayAll(t, replay, text, n, clients, 20) // 20% of at most ~14 MiB live
+				assert.LessOrEqual(t, growth, uint64(limit), "heap grew by %d MiB", growth>>20)
+			})
+		}
 	}
 }
 
@@ -211,14 +222,16 @@ func TestReplay_CostsMemoryInProportionToABatchNotToTheHistory(t *testing.T) {
 //	go test ./server -run '^$' -bench Replay -benchtime 1x
 func BenchmarkReplay_WorstCaseHistory(b *testing.B) {
 	for name, replay := range replayers {
-		b.Run(name, func(b *testing.B) {
-			var growth uint64
-			for b.Loop() {
-				// 5% of the ~450 MiB the log holds is about 22 MiB of garbage.
-				growth = max(growth, replayAll(b, replay, feed.DefaultHistory, 8, 5))
-			}
-			b.ReportMetric(float64(growth)/(1<<20), "peak-heap-growth-MiB")
-		})
+		for kind, text := range worstCases {
+			b.Run(name+", "+kind, func(b *testing.B) {
+				var growth uint64
+				for b.Loop() {
+					// 5% of the at most ~450 MiB the log holds is about 22 MiB of garbage.
+					growth = max(growth, replayAll(b, replay, text, feed.DefaultHistory, 8, 5))
+				}
+				b.ReportMetric(float64(growth)/(1<<20), "peak-heap-growth-MiB")
+			})
+		}
 	}
 }
 
@@ -250,4 +263,46 @@ func TestShortPoll_AnswersInBoundedBatches(t *testing.T) {
 			assert.Equal(t, uint64(tt.wantFirst+1), rest.Updates[0].ID, "the next batch carries on from the last id")
 		})
 	}
+}
+
+func TestShortPoll_RefusesAQueryThatDoesNotParse(t *testing.T) {
+	srv, _ := start(t, 8)
+	tests := []struct{ name, query, reason string }{
+		{"a bad escape", "?after=%zz", `query "after=%zz": invalid URL escape "%zz"`},
+		{"a semicolon", "?after=1;x=2", `query "after=1;x=2": invalid semicolon separator in query`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := get(t, srv, http.MethodGet, "/updates"+tt.query, nil)
+			assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "never read as after=0")
+			assert.Equal(t, tt.reason+"\n", body)
+		})
+	}
+}
+
+func TestGuard_RepeatsAtMostAHundredBytesOfARefusedRequest(t *testing.T) {
+	srv, _ := start(t, 8)
+	long := strings.Repeat("a", 100_000)
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/updates", nil)
+	require.NoError(t, err)
+	req.Host = long + ".example"
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusMisdirectedRequest, resp.StatusCode)
+	assert.Less(t, len(body), 500, "the reason, not the Host echoed back")
+
+	req, err = http.NewRequest(http.MethodPost, srv.URL+"/"+long, strings.NewReader("x"))
+	require.NoError(t, err)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err = srv.Client().Do(req)
+	require.NoError(t, err)
+	body, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Less(t, len(body), 500, "the reason, not the path echoed back")
 }
