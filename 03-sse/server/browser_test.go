@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,17 +22,32 @@ import (
 	"realtime/03-sse/server"
 )
 
-// browserTimeout bounds every wait on the page: long enough for a cold
-// Chromium start on a loaded CI machine.
+// browserTimeout bounds every wait on the page: long enough for a slow
+// page on a loaded CI machine.
 const browserTimeout = 60 * time.Second
 
 // reboundName is a name that the browser resolves to 127.0.0.1, as a DNS
 // name an attacker controls resolves after a DNS rebinding.
 const reboundName = "rebound.test"
 
-// newBrowser starts headless Chromium and returns a context for driving one
-// tab. Without Chromium the test is skipped, except under CI=true, where a
-// missing browser is a failure: CI must prove the page works.
+// browser is the one Chromium that the package's tests share, started by the
+// first test that needs it: starting Chromium takes seconds, a browser
+// context (a tab with cookies, storage and cache of its own) milliseconds.
+// TestMain closes it once every test has run.
+var browser sharedBrowser
+
+// sharedBrowser starts Chromium once, and stops it.
+type sharedBrowser struct {
+	once sync.Once
+	ctx  context.Context // the running browser's
+	err  error           // why it did not start
+	stop func()
+}
+
+// newBrowser returns a context for driving one tab of the shared headless
+// Chromium, in a browser context of its own that ends with the test. Without
+// Chromium the test is skipped, except under CI=true, where a missing browser
+// is a failure: CI must prove the page works.
 func newBrowser(tb testing.TB) context.Context {
 	tb.Helper()
 	path := findChromium()
@@ -41,25 +57,64 @@ func newBrowser(tb testing.TB) context.Context {
 		}
 		tb.Skip("no Chromium found (chromium, chromium-browser or google-chrome on PATH); skipping the browser test")
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox, // CI runs as root
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("host-resolver-rules", "MAP "+reboundName+" 127.0.0.1"),
-		chromedp.UserDataDir(tb.TempDir()),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(allocCtx)
+	browserCtx, err := browser.start(path)
+	require.NoError(tb, err, "start Chromium")
+	ctx, cancelTab := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
 	ctx, cancelTimeout := context.WithTimeout(ctx, browserTimeout)
 	tb.Cleanup(func() {
 		cancelTimeout()
-		cancelTab()
-		cancelAlloc() // waits for the browser process to exit
+		cancelTab() // closes the tab and its browser context
 	})
 	return ctx
+}
+
+// start starts Chromium at path the first time it is called, and returns
+// its context.
+func (b *sharedBrowser) start(path string) (context.Context, error) {
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "chromium-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		opts := append(chromedp.DefaultExecAllocatorOptions[:],
+			chromedp.ExecPath(path),
+			chromedp.NoSandbox, // CI runs as root
+			chromedp.DisableGPU,
+			chromedp.Flag("disable-background-networking", true),
+			chromedp.Flag("disable-component-update", true),
+			chromedp.Flag("disable-sync", true),
+			chromedp.Flag("host-resolver-rules", "MAP "+reboundName+" 127.0.0.1"),
+			chromedp.UserDataDir(dir),
+		)
+		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancelBrowser := chromedp.NewContext(allocCtx)
+		b.stop = func() {
+			cancelBrowser()
+			cancelAlloc() // waits for the browser process to exit
+			os.RemoveAll(dir)
+		}
+		// The first Do starts the browser and binds its life to ctx, which
+		// no test's timeout ends.
+		b.ctx, b.err = ctx, chromedp.Do(ctx)
+	})
+	return b.ctx, b.err
+}
+
+// close stops the browser, if a test started it.
+func (b *sharedBrowser) close() {
+	if b.stop != nil {
+		b.stop()
+	}
+}
+
+// closingBrowser runs the tests, then closes the browser they shared, so
+// that goleak, which looks once Run returns, finds none of its goroutines.
+type closingBrowser struct{ m *testing.M }
+
+func (c closingBrowser) Run() int {
+	defer browser.close()
+	return c.m.Run()
 }
 
 func findChromium() string {

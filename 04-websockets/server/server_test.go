@@ -19,7 +19,7 @@ import (
 	"realtime/04-websockets/server"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(closingBrowser{m}) }
 
 // start runs the real handler on a real listener, with a log of the given
 // history and the fixed epoch "run-1".

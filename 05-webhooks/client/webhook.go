@@ -46,6 +46,11 @@ const (
 	// only failed deliveries until the server disables it.
 	unregisterTimeout = 2 * time.Second
 
+	// answerGrace is how long the receiver, on its way out, lets the
+	// deliveries being handled finish: the one that could not be printed
+	// is answered 500, and a cut connection would tell the sender nothing.
+	answerGrace = time.Second
+
 	// handledFor is how long a webhook-id is remembered after its last
 	// copy arrived. A delivery is accepted within webhook.Tolerance of its
 	// timestamp, and it arrived at most that long before it: after twice
@@ -122,10 +127,16 @@ func (c *Webhook) Receive(ctx context.Context, s *Session) error {
 	serving := make(chan struct{})
 	go func() {
 		defer close(serving)
-		_ = srv.Serve(listener) // returns when Close is called
+		_ = srv.Serve(listener) // returns when Shutdown or Close is called
 	}()
 	defer func() {
-		srv.Close() // no new delivery, and the open ones are cut
+		// No new delivery; those being answered get a moment to finish,
+		// and any still open after it are cut.
+		stopCtx, cancel := context.WithTimeout(context.Background(), answerGrace)
+		defer cancel()
+		if srv.Shutdown(stopCtx) != nil {
+			srv.Close()
+		}
 		<-serving
 		rcv.stop()
 	}()

@@ -110,8 +110,11 @@ func forEachTransport(t *testing.T, test func(t *testing.T, tr transport)) {
 	for _, tr := range transports() {
 		t.Run(tr.name, func(t *testing.T) {
 			// Registered first, so it runs last: after the server has
-			// been closed and shut down by the cleanups of start.
-			t.Cleanup(func() { goleak.VerifyNone(t) })
+			// been closed and shut down by the cleanups of start. What
+			// ran before, such as the browser the page tests share, is
+			// not this subtest's.
+			before := goleak.IgnoreCurrent()
+			t.Cleanup(func() { goleak.VerifyNone(t, before) })
 			test(t, tr)
 		})
 	}

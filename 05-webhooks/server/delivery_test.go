@@ -121,6 +121,27 @@ func waitState(tb testing.TB, srv *httptest.Server, id, what string, done func(r
 	}
 }
 
+func TestWebhook_AReceiverThatNeverAnswersDelaysNoOther(t *testing.T) {
+	srv, _ := start(t, 8)
+	hung := make(chan struct{})
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-hung }))
+	t.Cleanup(dead.Close)
+	t.Cleanup(func() { close(hung) }) // first: Close waits for the handler
+	register(t, srv, dead.URL+"/hook", `0`)
+	rcv := newReceiver(t, nil)
+	reg := register(t, srv, rcv.URL+"/hook", `0`)
+
+	for i := range 3 {
+		testkit.Publish(t, srv.URL, fmt.Sprintf("update %d", i+1)) // the publisher is not held up either
+	}
+
+	for want := range uint64(3) {
+		var u feed.Update
+		require.NoError(t, json.Unmarshal(rcv.next(t, reg.Secret).body, &u))
+		assert.Equal(t, want+1, u.ID)
+	}
+}
+
 func TestWebhook_RegistrationsEndWithTheServer(t *testing.T) {
 	log, err := feed.New(8, feed.WithEpoch("run-1"))
 	require.NoError(t, err)

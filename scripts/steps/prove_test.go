@@ -214,3 +214,26 @@ func TestProve_NeedsTheStepsShownInTheOrderTheyAreBuilt(t *testing.T) {
 		"ROOT/01-one/README.md:116: a block of step 1 after one of step 2 (line 95): show the steps in the order they are built",
 	}, problems(root, reports))
 }
+
+func TestBuildStates_ChecksTheLastStateInTheChapterItself(t *testing.T) {
+	t.Parallel()
+	for _, variant := range []string{"", "drifted"} {
+		root := fixture(t, variant)
+		ch, err := FindChapter(root, "02-two")
+		require.NoError(t, err)
+		patches, err := LoadSeries(ch)
+		require.NoError(t, err)
+
+		states, _ := buildStates(t.Context(), ch, patches, t.TempDir())
+
+		require.NotEmpty(t, states)
+		want := ch.Dir // its tests are then the ones the README's command ran and go test cached
+		if variant == "drifted" {
+			want = "" // not the chapter: checked where the series built it
+		}
+		assert.Equal(t, want, states[len(states)-1].chapter, "variant %q", variant)
+		for _, s := range states[:len(states)-1] {
+			assert.Empty(t, s.chapter, "variant %q, %s", variant, s.patch.Name())
+		}
+	}
+}
