@@ -8,7 +8,7 @@
 //     <!-- compare:end --> in 06-grpc/NOTES.md and README.md,
 //   - SVG charts and results.json in scripts/compare/results.
 //
-// The full size takes about ten minutes on a 2-core machine:
+// The full size takes about six minutes on a 2-core machine:
 //
 //	go run ./scripts/compare
 //	go run ./scripts/compare -size smoke -out /tmp/compare -markdown ''   # seconds: proves it works
@@ -54,7 +54,7 @@ func main() {
 func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	sizeName := fs.String("size", "full", "workload size: full (about ten minutes on 2 cores) or smoke (seconds, for CI)")
+	sizeName := fs.String("size", "full", "workload size: full (about six minutes on 2 cores) or smoke (seconds, for CI)")
 	out := fs.String("out", filepath.Join("scripts", "compare", "results"), "folder for the charts and results.json")
 	markdown := fs.String("markdown", "06-grpc/NOTES.md,README.md", "comma-separated files whose compare markers get the table; empty writes none")
 	progress := fs.String("progress", "auto", "progress display: bar, lines, or auto (a bar on a terminal)")
