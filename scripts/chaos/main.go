@@ -1,0 +1,129 @@
+// Command chaos proves that no strategy of the final chapter's server
+// (06-grpc) loses, repeats or reorders an update without saying so, however
+// the network and the server misbehave. It starts the server as a process of
+// its own, types updates into it, and runs a client of every strategy
+// through a proxy of its own that cuts its connections (resets and closes),
+// stalls them long enough for the server to drop a slow subscriber, and
+// trickles their bytes; a webhook receiver's deliveries fail (500), are
+// refused (429, 503 with Retry-After) or are hung up on; and the server is
+// restarted mid-stream. Then every client must catch up, and a checker in
+// the style of Jepsen's total-queue checker compares every update each client
+// printed with every update each server run published.
+//
+//	go run ./scripts/chaos                    # the CI size: about 200 faults per strategy, under a minute
+//	go run ./scripts/chaos -size full         # about 1,700 faults per strategy and ten restarts: about seven minutes
+//	go run ./scripts/chaos -break-resume      # a server that drops the first update after a resume: must fail
+//
+// It exits 1, naming the strategies, if any client lost an update that no
+// message of the server announced, printed one twice, or printed one out of
+// order. Run it from the repository root.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	case errors.As(err, new(*lossError)):
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(2)
+	}
+}
+
+// allStrategies are the six, in the order of the chapters.
+var allStrategies = []string{"short", "long", "sse", "ws", "webhook", "grpc"}
+
+func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	sizeName := fs.String("size", "ci", "ci (about 200 faults per strategy, under a minute) or full (about 1,700 and ten restarts, about seven minutes)")
+	list := fs.String("strategies", strings.Join(allStrategies, ","), "comma-separated strategies to run")
+	broken := fs.Bool("break-resume", false, "build the server with a feed that drops the first update after a resumed cursor: the run must fail")
+	record := fs.String("record", "", "write each client's output, as the checker read it, into this folder (STRATEGY.log)")
+	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the faults' randomness, printed so that a run can be repeated")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	sz, ok := sizes[*sizeName]
+	if !ok {
+		return fmt.Errorf("-size %q: choose ci or full", *sizeName)
+	}
+	var strategies []string
+	for s := range strings.SplitSeq(*list, ",") {
+		if !slices.Contains(allStrategies, s) {
+			return fmt.Errorf("-strategies: unknown strategy %q: choose from %s", s, strings.Join(allStrategies, ", "))
+		}
+		strategies = append(strategies, s)
+	}
+	chapter, err := filepath.Abs("06-grpc")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(chapter, "cmd", "server")); err != nil {
+		return errors.New("no 06-grpc/cmd/server here: run chaos from the repository root")
+	}
+
+	fmt.Fprintf(stderr, "chaos: seed %d\n", *seed)
+	results, runs, err := chaos(ctx, chapter, options{size: sz, strategies: strategies, brokenResume: *broken, seed: *seed, record: *record}, stderr)
+	if err != nil {
+		return err
+	}
+	report(stdout, results, runs)
+	var failed []string
+	for _, r := range results {
+		if !r.OK() {
+			failed = append(failed, r.Strategy+": "+r.problems())
+		}
+	}
+	if failed != nil {
+		return &lossError{failed: failed}
+	}
+	return nil
+}
+
+// lossError names the strategies whose clients lost, repeated or reordered
+// updates unannounced.
+type lossError struct{ failed []string }
+
+func (e *lossError) Error() string { return "FAILED: " + strings.Join(e.failed, "; ") }
+
+// report prints one row per strategy.
+func report(w io.Writer, results []Result, runs []serverRun) {
+	var published uint64
+	for _, r := range runs {
+		published += r.last
+	}
+	fmt.Fprintf(w, "%d updates published over %d server runs\n\n", published, len(runs))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "strategy\tfaults\tcuts\tconnections\tprinted\tlost\tannounced gaps\tunannounced\tduplicated\treordered\trecovery p50\tmax\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", r.Strategy, r.Faults, r.Cuts, r.Connections, r.Printed,
+			r.Lost, r.Announced, r.Unannounced+r.Malformed, r.Duplicated, r.Reordered, r.RecoveryP50.Round(time.Millisecond), r.RecoveryMax.Round(time.Millisecond))
+	}
+	tw.Flush()
+}

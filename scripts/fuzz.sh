@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Fuzzes every parser of untrusted input in the final chapter, one target
+# after another, each for FUZZTIME (default 10s; CI runs 5s each):
+#
+#   scripts/fuzz.sh          # each target for 10 seconds
+#   scripts/fuzz.sh 10m      # each for ten minutes
+#
+# A failing input is written under the target's testdata/fuzz/ folder, where
+# every later go test runs it as a test: commit it with the fix.
+set -euo pipefail
+fuzztime=${1:-10s}
+cd "$(dirname "$0")/.."
+targets=(
+  "scripts/fuzz FuzzParseCursor"
+  "scripts/fuzz FuzzUpdatesQuery"
+  "scripts/fuzz FuzzEventsResume"
+  "scripts/fuzz FuzzPublishBody"
+  "scripts/fuzz FuzzRegisterWebhook"
+  "scripts/fuzz FuzzWebSocketMessage"
+  "scripts/fuzz FuzzVerify"
+  "06-grpc/client FuzzEventStream"
+)
+for target in "${targets[@]}"; do
+  read -r dir name <<<"$target"
+  echo "=== $name ($dir, $fuzztime)"
+  (cd "$dir" && go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" . 2>&1 | tail -3)
+done
