@@ -83,13 +83,7 @@ func positive(v float64) float64 { return math.Max(v, 1e-3) }
 func (r *Results) latencyChart() (*plot.Plot, error) {
 	p := newPlot("Publish to receipt, one subscriber", "milliseconds (log scale)")
 	logY(p)
-	names := append([]string{floor}, strategies...)
-	var labels []string
-	for _, s := range names {
-		labels = append(labels, displayName(s))
-	}
-	p.NominalX(labels...)
-	padNominal(p, len(labels))
+	names := nominalStrategies(p)
 	p.Legend.Left = false // the top left is short polling's
 	rates := r.rates()
 	series := 0
@@ -131,13 +125,7 @@ func (r *Results) latencyChart() (*plot.Plot, error) {
 // rate.
 func (r *Results) bytesChart() (*plot.Plot, error) {
 	p := newPlot("Bytes per delivered update, both directions", "bytes")
-	names := append([]string{floor}, strategies...)
-	var labels []string
-	for _, s := range names {
-		labels = append(labels, displayName(s))
-	}
-	p.NominalX(labels...)
-	padNominal(p, len(labels))
+	names := nominalStrategies(p)
 	rates := r.rates()
 	width := vg.Points(14)
 	for ri, rate := range rates {
@@ -251,6 +239,19 @@ func shortName(strategy string) string {
 		return "grpc, conn each"
 	}
 	return displayName(strategy)
+}
+
+// nominalStrategies makes p's X axis the floor and the six strategies, and
+// returns them in that order.
+func nominalStrategies(p *plot.Plot) []string {
+	names := append([]string{floor}, strategies...)
+	var labels []string
+	for _, s := range names {
+		labels = append(labels, displayName(s))
+	}
+	p.NominalX(labels...)
+	padNominal(p, len(labels))
+	return names
 }
 
 // padNominal leaves half a category of room at both ends of a nominal X
