@@ -159,7 +159,7 @@ func (r *Results) broadcastChart() (*plot.Plot, error) {
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 	p.Legend.Top, p.Legend.Left = false, false // the lines rise from the bottom left to the top right
-	for i, s := range fanoutStrategies {
+	for i, s := range append([]string{floor}, fanoutStrategies...) {
 		var pts plotter.XYs
 		for _, n := range r.fanouts() {
 			if f, ok := r.fanout(s, n); ok && f.Skipped == "" {

@@ -23,12 +23,7 @@ import (
 func TestMain(m *testing.M) {
 	// The floor's relay is this program started again: in a test, the test
 	// binary.
-	if addr := os.Getenv(floorRelayEnv); addr != "" {
-		if err := floorRelay(addr, os.Stdin); err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	relayIfAsked()
 	goleak.VerifyTestMain(m)
 }
 
@@ -53,7 +48,7 @@ func TestRun_SmokeSizeWritesTheTableTheChartsAndTheResults(t *testing.T) {
 		assert.Contains(t, stdout.String(), "| "+displayName(s)+" |", "a row for %s", s)
 	}
 	assert.Contains(t, stdout.String(), "**Goals**")
-	assert.Contains(t, stderr.String(), "compare: [0/25 ", "progress as plain lines where stderr is no terminal")
+	assert.Contains(t, stderr.String(), "compare: [0/26 ", "progress as plain lines where stderr is no terminal")
 	assert.Contains(t, stderr.String(), "done: dead peer: grpc")
 
 	written, err := os.ReadFile(notes)
@@ -67,7 +62,7 @@ func TestRun_SmokeSizeWritesTheTableTheChartsAndTheResults(t *testing.T) {
 	var results Results
 	require.NoError(t, json.Unmarshal(data, &results))
 	assert.Len(t, results.Latency, 2*(len(strategies)+1), "every strategy and the floor at both rates")
-	assert.Len(t, results.Fanout, len(fanoutStrategies))
+	assert.Len(t, results.Fanout, len(fanoutStrategies)+1, "every strategy and the floor")
 	assert.Len(t, results.DeadPeer, len(deadPeerStrategies))
 	for _, l := range results.Latency {
 		assert.Positive(t, l.P50, "%s at %g/s", l.Strategy, l.Rate)

@@ -1,13 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"os"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -148,4 +155,112 @@ func filesNeeded(strategy string, n int) int {
 		return 100
 	}
 	return n + 100
+}
+
+// measureFloorFanout is the floor of a broadcast to n subscribers: a
+// process (this program, as the floor's relay) holds n loopback connections
+// to this one and writes each line of its stdin to every one of them in
+// turn, and this process times each connection's receipt from the write to
+// the relay's stdin.
+func measureFloorFanout(ctx context.Context, n, rounds int) (FanoutResult, error) {
+	res := FanoutResult{Strategy: floor, Subscribers: n, Rounds: rounds}
+	if need, have := n+100, openFileLimit(); have > 0 && need > have {
+		res.Skipped = fmt.Sprintf("needs about %d open files, this machine allows %d", need, have)
+		return res, nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return res, err
+	}
+	defer l.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return res, err
+	}
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", floorRelayEnv, l.Addr(), n))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return res, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return res, err
+	}
+	defer func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	}()
+
+	// received[k][i] is when connection i had round k; done[k] is closed
+	// when every connection has.
+	received := make([][]time.Time, rounds)
+	done := make([]chan struct{}, rounds)
+	left := make([]atomic.Int64, rounds)
+	for k := range rounds {
+		received[k] = make([]time.Time, n)
+		done[k] = make(chan struct{})
+		left[k].Store(int64(n))
+	}
+	var readers sync.WaitGroup
+	defer readers.Wait()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range n {
+		if tcp, ok := l.(*net.TCPListener); ok {
+			_ = tcp.SetDeadline(time.Now().Add(30 * time.Second))
+		}
+		c, err := l.Accept()
+		if err != nil {
+			return res, fmt.Errorf("the floor's relay opened %d of %d connections: %w (%s)", i, n, err, stderr.String())
+		}
+		conns = append(conns, c)
+		readers.Go(func() {
+			lines := bufio.NewScanner(c)
+			for lines.Scan() {
+				at := time.Now()
+				var u struct{ Data string }
+				k, err := -1, json.Unmarshal(lines.Bytes(), &u)
+				if err == nil {
+					k, err = strconv.Atoi(strings.TrimPrefix(u.Data, "round "))
+				}
+				if err != nil || k < 0 || k >= rounds {
+					continue
+				}
+				received[k][i] = at
+				if left[k].Add(-1) == 0 {
+					close(done[k])
+				}
+			}
+		})
+	}
+
+	var p50s, p99s []time.Duration
+	for k := range rounds {
+		start := time.Now()
+		if _, err := fmt.Fprintf(stdin, "round %d\n", k); err != nil {
+			return res, err
+		}
+		select {
+		case <-done[k]:
+		case <-time.After(30 * time.Second):
+			return res, fmt.Errorf("round %d: %d of %d connections had it after 30s", k, n-int(left[k].Load()), n)
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		lat := make([]time.Duration, n)
+		for i, at := range received[k] {
+			lat[i] = at.Sub(start)
+		}
+		slices.Sort(lat)
+		p50s, p99s = append(p50s, percentile(lat, 0.50)), append(p99s, percentile(lat, 0.99))
+		res.Max = max(res.Max, lat[n-1])
+	}
+	res.P50, res.P99 = median(p50s), median(p99s)
+	return res, nil
 }

@@ -231,17 +231,49 @@ func measureFloor(ctx context.Context, rr rateRun, ready func()) (LatencyResult,
 }
 
 // floorRelayEnv, in the environment, starts this program as the floor's
-// relay to the address it holds.
+// relay: "ADDRESS" or "ADDRESS CONNECTIONS".
 const floorRelayEnv = "COMPARE_FLOOR_RELAY"
 
-// floorRelay writes each line of stdin to a TCP connection to addr as an
-// update's JSON, the way the server's event stream carries it, until EOF.
-func floorRelay(addr string, stdin io.Reader) error {
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		return err
+// relayIfAsked runs this program as the floor's relay and exits, if the
+// environment asks for it.
+func relayIfAsked() {
+	spec := os.Getenv(floorRelayEnv)
+	if spec == "" {
+		return
 	}
-	defer conn.Close()
+	addr, n, _ := strings.Cut(spec, " ")
+	conns, err := strconv.Atoi(n)
+	if n == "" {
+		conns, err = 1, nil
+	}
+	if err == nil {
+		err = floorRelay(addr, conns, os.Stdin)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compare floor relay:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// floorRelay opens conns TCP connections to addr and writes each line of
+// stdin to every one of them in turn, as an update's JSON the way the
+// server's event stream carries it, until EOF: the least a server can do
+// to broadcast.
+func floorRelay(addr string, conns int, stdin io.Reader) error {
+	var out []net.Conn
+	defer func() {
+		for _, c := range out {
+			c.Close()
+		}
+	}()
+	for range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		out = append(out, c)
+	}
 	lines := bufio.NewScanner(stdin)
 	for id := 1; lines.Scan(); id++ {
 		data, _ := json.Marshal(struct {
@@ -249,8 +281,11 @@ func floorRelay(addr string, stdin io.Reader) error {
 			Data string    `json:"data"`
 			Time time.Time `json:"time"`
 		}{id, lines.Text(), time.Now().UTC()}) // plain values: cannot fail
-		if _, err := conn.Write(append(data, '\n')); err != nil {
-			return err
+		data = append(data, '\n')
+		for _, c := range out {
+			if _, err := c.Write(data); err != nil {
+				return err
+			}
 		}
 	}
 	return lines.Err()

@@ -33,13 +33,7 @@ import (
 )
 
 func main() {
-	if addr := os.Getenv(floorRelayEnv); addr != "" {
-		if err := floorRelay(addr, os.Stdin); err != nil {
-			fmt.Fprintln(os.Stderr, "compare floor relay:", err)
-			os.Exit(1)
-		}
-		return
-	}
+	relayIfAsked()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args, os.Stdin, os.Stdout, os.Stderr)
 	stop()

@@ -75,7 +75,7 @@ var deadPeerStrategies = []string{"long", "sse", "ws", "webhook", "grpc"}
 // profiler, the server is built to serve CPU profiles, and the profiler
 // takes one of every run at the higher rate and at the largest broadcast.
 func measure(ctx context.Context, chapter string, sz size, p *progress, prof *profiler) (*Results, error) {
-	total := len(sz.Rates)*(len(strategies)+1) + len(sz.Fanouts)*len(fanoutStrategies) + len(deadPeerStrategies)
+	total := len(sz.Rates)*(len(strategies)+1) + len(sz.Fanouts)*(len(fanoutStrategies)+1) + len(deadPeerStrategies)
 	p.start(total)
 	defer p.finish()
 
@@ -131,6 +131,15 @@ func measure(ctx context.Context, chapter string, sz size, p *progress, prof *pr
 		results.Latency = append(results.Latency, got...)
 	}
 
+	for _, n := range sz.Fanouts {
+		p.phase(fmt.Sprintf("broadcast: the floor to %d, %d rounds", n, sz.Rounds))
+		fan, err := measureFloorFanout(ctx, n, sz.Rounds)
+		if err != nil {
+			return nil, fmt.Errorf("broadcast, the floor to %d: %w", n, err)
+		}
+		results.Fanout = append(results.Fanout, fan)
+		p.done(fmt.Sprintf("broadcast: the floor to %d", n))
+	}
 	for _, strategy := range fanoutStrategies {
 		for _, n := range sz.Fanouts {
 			p.phase(fmt.Sprintf("broadcast: %s to %d, %d rounds", strategy, n, sz.Rounds))

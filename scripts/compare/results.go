@@ -178,12 +178,13 @@ func (r *Results) Markdown() string {
 	ns := r.fanouts()
 	b.WriteString("\n**Broadcast.** One update to every subscriber at once: from the publish until each subscriber has it, p50 / p99 / max " +
 		"(the median of the rounds' p50 and p99, the longest of all). Measured by the chapter's load generator, a process of its own; " +
-		"webhooks with a receiver pool, each receiver on a port of its own.\n\n| strategy |")
+		"webhooks with a receiver pool, each receiver on a port of its own. The floor: a process that writes each line of its stdin to " +
+		"every one of its loopback connections in turn.\n\n| strategy |")
 	for _, n := range ns {
 		fmt.Fprintf(&b, " %s subscribers |", thousands(n))
 	}
 	b.WriteString("\n|---|" + strings.Repeat("---:|", len(ns)) + "\n")
-	for _, s := range fanoutStrategies {
+	for _, s := range append([]string{floor}, fanoutStrategies...) {
 		fmt.Fprintf(&b, "| %s |", displayName(s))
 		for _, n := range ns {
 			f, ok := r.fanout(s, n)
