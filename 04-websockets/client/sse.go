@@ -104,9 +104,17 @@ func (c *SSE) handle(event Event, s *Session) error {
 		if err := json.Unmarshal([]byte(event.Data), &position); err != nil {
 			return fmt.Errorf("%s event: %w", event.Type, err)
 		}
-		s.Answered(position.Epoch)
 		if event.Type == "reset" {
+			s.Answered(position.Epoch)
 			s.Gap(position.Last)
+			return nil
+		}
+		// A hello from another server run comes with a reset, and the
+		// epoch changes with the reset, never alone: should the
+		// connection drop between the two, the next one still asks with
+		// the old epoch, and still hears of the gap.
+		if after, epoch := s.Cursor(); after == 0 || epoch == "" || epoch == position.Epoch {
+			s.Answered(position.Epoch)
 		}
 	}
 	return nil // other event types are for other clients

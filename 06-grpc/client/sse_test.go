@@ -102,6 +102,45 @@ func TestSSE_ReconnectsWithLastEventIDAndLosesNothing(t *testing.T) {
 	assert.Equal(t, []string{"", "run-1-2"}, conns.headers(), "the reconnect says where it was")
 }
 
+// TestSSE_KeepsItsEpochUntilTheResetComes: a restarted server says hello
+// with its new epoch, then reset. Should the connection drop between the
+// two, the next one must still ask with the old epoch: with the new one, the
+// new run would take the old run's id as its own and resume from it without
+// a word.
+func TestSSE_KeepsItsEpochUntilTheResetComes(t *testing.T) {
+	var mu sync.Mutex
+	served := 0
+	conns := &connections{opened: make(chan struct{}, 8)}
+	srv := httptest.NewServer(conns.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		served++
+		n := served
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		switch n {
+		case 1: // run 1 and its update 1
+			_, _ = w.Write([]byte("event: hello\ndata: {\"last\":1,\"epoch\":\"run-1\"}\n\n" +
+				"id: run-1-1\ndata: {\"id\":1,\"data\":\"a\",\"time\":\"2026-01-01T00:00:00Z\"}\n\n"))
+		case 2: // run 2, restarted, says hello; the connection drops before the reset
+			_, _ = w.Write([]byte("event: hello\ndata: {\"last\":5,\"epoch\":\"run-2\"}\n\n"))
+		default: // hello, reset, and run 2's next update
+			_, _ = w.Write([]byte("event: hello\ndata: {\"last\":5,\"epoch\":\"run-2\"}\n\n" +
+				"event: reset\ndata: {\"last\":5,\"epoch\":\"run-2\"}\n\n" +
+				"id: run-2-6\ndata: {\"id\":6,\"data\":\"f\",\"time\":\"2026-01-01T00:00:01Z\"}\n\n"))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}
+	})))
+	t.Cleanup(srv.Close)
+	base, err := url.Parse(srv.URL)
+	require.NoError(t, err)
+	r := receive(t, sse(t, base), "sse", 0)
+
+	assert.Equal(t, []string{"1 a", "6 f"}, r.stdout.WaitForLines(t, 2))
+	assert.Equal(t, []string{"", "run-1-1", "run-1-1"}, conns.headers()[:3], "the old epoch until the reset")
+	assert.Contains(t, r.stderr.String(), "gap: server cannot resume after update 1; updates may be missing; continuing from 5\n")
+}
+
 // hinting fails at once and asks for a reconnection time, as an event
 // stream's retry field does.
 type hinting struct {
