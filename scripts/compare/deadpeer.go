@@ -66,31 +66,15 @@ func measureDeadPeer(ctx context.Context, bins binaries, strategy string, wait t
 	subscriberHC := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	defer subscriberHC.CloseIdleConnections()
 	cfg := client.Config{Server: viaRelay, HTTP: subscriberHC, GRPC: r.addr(), Interval: shortPollInterval, Wait: longPollWait}
-	receiver, err := client.NewStrategy(strategy, cfg)
+	_, stop, err := subscribe(ctx, srv, strategy, cfg, 1)
 	if err != nil {
 		return res, err
 	}
-	got := newReceipts(1)
-	session := client.NewSession(client.SessionOptions{Strategy: strategy, JSON: true, Stdout: got, Stderr: io.Discard})
-	runCtx, cancel := context.WithCancel(ctx)
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		_ = client.Run(runCtx, receiver, session, client.DefaultBackoff(), io.Discard)
-	}()
-	defer func() { cancel(); <-ran }()
-	if err := srv.publish("update 0"); err != nil {
-		return res, err
-	}
-	got.expect(0, time.Now())
-	if err := got.wait(ctx, 1, 30*time.Second); err != nil {
-		return res, fmt.Errorf("the client did not receive its first update: %w", err)
-	}
+	defer stop()
 
 	r.freeze()
 	frozen := time.Now()
-	cancel() // the subscriber is gone; the relay keeps its connections open and silent
-	<-ran
+	stop() // the subscriber is gone; the relay keeps its connections open and silent
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for time.Since(frozen) < wait {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -173,25 +172,11 @@ func measureFloorFanout(ctx context.Context, n, rounds int) (FanoutResult, error
 		return res, err
 	}
 	defer l.Close()
-	self, err := os.Executable()
+	stdin, stderr, stop, err := startFloorRelay(ctx, l.Addr().String(), n)
 	if err != nil {
 		return res, err
 	}
-	cmd := exec.CommandContext(ctx, self)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", floorRelayEnv, l.Addr(), n))
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return res, err
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return res, err
-	}
-	defer func() {
-		stdin.Close()
-		_ = cmd.Wait()
-	}()
+	defer stop()
 
 	// received[k][i] is when connection i had round k; done[k] is closed
 	// when every connection has.

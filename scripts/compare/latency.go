@@ -83,29 +83,11 @@ func measureLatency(ctx context.Context, bins binaries, strategy string, rr rate
 	hc := &http.Client{Transport: requests}
 	defer hc.CloseIdleConnections()
 	cfg := client.Config{Server: srv.base, HTTP: hc, GRPC: srv.grpcAddr, Interval: shortPollInterval, Wait: longPollWait}
-	receiver, err := client.NewStrategy(strategy, cfg)
+	got, stop, err := subscribe(ctx, srv, strategy, cfg, rr.Updates+1)
 	if err != nil {
 		return res, err
 	}
-	got := newReceipts(rr.Updates + 1)
-	session := client.NewSession(client.SessionOptions{Strategy: strategy, JSON: true, Stdout: got, Stderr: io.Discard})
-	runCtx, cancel := context.WithCancel(ctx)
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		_ = client.Run(runCtx, receiver, session, client.DefaultBackoff(), io.Discard)
-	}()
-	defer func() { cancel(); <-ran }()
-
-	// The first update proves the subscriber connected; the measured ones
-	// follow it.
-	if err := srv.publish("update 0"); err != nil {
-		return res, err
-	}
-	got.expect(0, time.Now())
-	if err := got.wait(ctx, 1, 30*time.Second); err != nil {
-		return res, fmt.Errorf("the client did not receive its first update: %w", err)
-	}
+	defer stop()
 	ready()
 
 	before, stdinBefore, printedBefore := srv.usage(), srv.stdinN.Load(), srv.printed.Load()
@@ -149,6 +131,61 @@ func measureLatency(ctx context.Context, bins binaries, strategy string, rr rate
 	return res, nil
 }
 
+// subscribe runs a client of strategy with cfg, printing into receipts
+// with room for n updates, until stop is called (more than once is fine).
+// It returns once the client has printed "update 0", which it publishes
+// into srv: the update that proves the subscriber connected, before any
+// that are measured.
+func subscribe(ctx context.Context, srv *serverProc, strategy string, cfg client.Config, n int) (got *receipts, stop func(), err error) {
+	receiver, err := client.NewStrategy(strategy, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	got = newReceipts(n)
+	session := client.NewSession(client.SessionOptions{Strategy: strategy, JSON: true, Stdout: got, Stderr: io.Discard})
+	runCtx, cancel := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		_ = client.Run(runCtx, receiver, session, client.DefaultBackoff(), io.Discard)
+	}()
+	stop = sync.OnceFunc(func() { cancel(); <-ran })
+	if err := srv.publish("update 0"); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	got.expect(0, time.Now())
+	if err := got.wait(ctx, 1, 30*time.Second); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("the client did not receive its first update: %w", err)
+	}
+	return got, stop, nil
+}
+
+// startFloorRelay starts this program as the floor's relay with conns
+// connections to addr. Its stderr is kept for an error; stop closes its
+// stdin, at which it ends, and waits for it.
+func startFloorRelay(ctx context.Context, addr string, conns int) (stdin io.WriteCloser, stderr *lockedBuffer, stop func(), err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", floorRelayEnv, addr, conns))
+	if stdin, err = cmd.StdinPipe(); err != nil {
+		return nil, nil, nil, err
+	}
+	stderr = &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	return stdin, stderr, func() {
+		stdin.Close()
+		_ = cmd.Wait()
+	}, nil
+}
+
 // measureFloor is the floor of the same path with nothing on it: each
 // update is a line written to a process's stdin, as the server's are, and
 // that process writes it to a loopback TCP connection back to this one, as
@@ -162,25 +199,11 @@ func measureFloor(ctx context.Context, rr rateRun, ready func()) (LatencyResult,
 		return res, err
 	}
 	defer l.Close()
-	self, err := os.Executable()
+	stdin, stderr, stop, err := startFloorRelay(ctx, l.Addr().String(), 1)
 	if err != nil {
 		return res, err
 	}
-	cmd := exec.CommandContext(ctx, self)
-	cmd.Env = append(os.Environ(), floorRelayEnv+"="+l.Addr().String())
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return res, err
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return res, err
-	}
-	defer func() {
-		stdin.Close() // the relay ends at EOF
-		_ = cmd.Wait()
-	}()
+	defer stop()
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, err := l.Accept()

@@ -211,7 +211,8 @@ func (s *serverProc) stats(ctx context.Context, hc *http.Client) (runtimeStats, 
 	return st, json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&st)
 }
 
-// lockedBuffer keeps the first lines a process prints.
+// lockedBuffer keeps the first lines a process prints; a process's own
+// goroutines may write it while another reads it.
 type lockedBuffer struct {
 	mu    sync.Mutex
 	lines []string
@@ -223,6 +224,12 @@ func (b *lockedBuffer) keep(line string) {
 	if len(b.lines) < 50 {
 		b.lines = append(b.lines, line)
 	}
+}
+
+// Write keeps what a process writes to stderr, a write at a time.
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.keep(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 func (b *lockedBuffer) String() string {
