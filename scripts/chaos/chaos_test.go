@@ -106,9 +106,9 @@ func TestRun_TheCISizeLosesNothingUnannounced(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server for half a minute: not in -short")
 	}
-	t.Chdir(filepath.Join("..", ".."))
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"chaos", "-size", "ci"}, nil, &stdout, &stderr)
+	err := run(context.Background(), []string{"chaos", "-size", "ci", "-root", filepath.Join("..", "..")}, nil, &stdout, &stderr)
 	require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	for _, s := range allStrategies {
 		assert.Regexp(t, `(?m)^\s+`+s+`\s+\d+`, stdout.String(), "a row for %s", s)
@@ -123,6 +123,7 @@ func TestChaos_ABrokenResumeFailsNamingEveryStrategy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server: not in -short")
 	}
+	t.Parallel()
 	chapter, err := filepath.Abs(filepath.Join("..", "..", "06-grpc"))
 	require.NoError(t, err)
 	sz := size{Duration: 6 * time.Second, Rate: 20, FaultEvery: [2]time.Duration{100 * time.Millisecond, 300 * time.Millisecond}}

@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	sizeName := fs.String("size", "ci", "ci (about 200 faults per strategy, under a minute) or full (about 1,700 and ten restarts, about seven minutes)")
 	list := fs.String("strategies", strings.Join(allStrategies, ","), "comma-separated strategies to run")
 	broken := fs.Bool("break-resume", false, "build the server with a feed that drops the first update after a resumed cursor: the run must fail")
+	root := fs.String("root", ".", "the repository's root, which holds 06-grpc")
 	record := fs.String("record", "", "write each client's output, as the checker read it, into this folder (STRATEGY.log)")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the faults' randomness, printed so that a run can be repeated")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -80,12 +81,12 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		}
 		strategies = append(strategies, s)
 	}
-	chapter, err := filepath.Abs("06-grpc")
+	chapter, err := filepath.Abs(filepath.Join(*root, "06-grpc"))
 	if err != nil {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(chapter, "cmd", "server")); err != nil {
-		return errors.New("no 06-grpc/cmd/server here: run chaos from the repository root")
+		return errors.New("no 06-grpc/cmd/server under -root: run chaos from the repository root, or name it")
 	}
 
 	fmt.Fprintf(stderr, "chaos: seed %d\n", *seed)
