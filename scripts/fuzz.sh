@@ -23,5 +23,16 @@ targets=(
 for target in "${targets[@]}"; do
   read -r dir name <<<"$target"
   echo "=== $name ($dir, $fuzztime)"
-  (cd "$dir" && go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" . 2>&1 | tail -3)
+  if ! out=$(cd "$dir" && go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" . 2>&1); then
+    # All of it: the failing input and why, or what a worker printed as it
+    # ended (a leaked goroutine's stack, say). A new failing input is shown
+    # too, since a CI machine's files are gone after the run.
+    echo "$out"
+    git ls-files --others --exclude-standard -- "$dir/testdata/fuzz/$name" | while read -r file; do
+      echo "--- $file"
+      cat "$file"
+    done
+    exit 1
+  fi
+  echo "$out" | tail -3
 done

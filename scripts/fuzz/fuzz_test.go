@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -46,10 +47,41 @@ func FuzzParseCursor(f *testing.F) {
 
 // handlerServer is the chapter's handler on a real listener, with a log
 // that holds a few updates, and a record of any panic net/http recovered.
+// Its client and dialer count the connections they open, so that the
+// cleanup can wait until each is closed: a fuzzing worker checks for leaked
+// goroutines as soon as the cleanup returns, and a connection's goroutines
+// end only once it is closed.
 type handlerServer struct {
 	url    *url.URL
+	client *http.Client
+	dialer *websocket.Dialer
+	open   sync.WaitGroup // connections the client or dialer opened, not yet closed
 	mu     sync.Mutex
 	errlog bytes.Buffer
+}
+
+// dial opens a connection counted in h.open until it is closed.
+func (h *handlerServer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	h.open.Add(1)
+	return &countedConn{Conn: conn, done: h.open.Done}, nil
+}
+
+// countedConn calls done when it is first closed.
+type countedConn struct {
+	net.Conn
+	once sync.Once
+	done func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.done)
+	return err
 }
 
 func (h *handlerServer) Write(p []byte) (int, error) {
@@ -76,17 +108,29 @@ func startHandler(f *testing.F) *handlerServer {
 		require.NoError(f, err)
 	}
 	h := &handlerServer{}
+	transport := &http.Transport{DialContext: h.dial}
+	h.client = &http.Client{Transport: transport}
+	h.dialer = &websocket.Dialer{NetDialContext: h.dial, HandshakeTimeout: 5 * time.Second}
 	api := server.New(l)
 	srv := httptest.NewUnstartedServer(api)
 	srv.Config.ErrorLog = log.New(h, "", 0)
 	srv.Start()
 	f.Cleanup(func() {
-		http.DefaultClient.CloseIdleConnections()
+		transport.CloseIdleConnections()
 		srv.CloseClientConnections()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = api.Shutdown(ctx)
 		srv.Close()
+		// The server has closed its ends; each client connection closes
+		// when its reader sees that. A connection still open after the
+		// bound is left for goleak to name.
+		closed := make(chan struct{})
+		go func() { h.open.Wait(); close(closed) }()
+		select {
+		case <-closed:
+		case <-ctx.Done():
+		}
 	})
 	h.url, err = url.Parse(srv.URL)
 	require.NoError(f, err)
@@ -101,7 +145,7 @@ func (h *handlerServer) send(t *testing.T, req *http.Request) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(req.Context(), 50*time.Millisecond)
 	defer cancel()
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	resp, err := h.client.Do(req.WithContext(ctx))
 	if err == nil {
 		if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
@@ -198,7 +242,7 @@ func FuzzRegisterWebhook(f *testing.F) {
 		req, err := http.NewRequest(http.MethodPost, h.url.JoinPath("webhooks").String(), bytes.NewReader(body))
 		require.NoError(t, err)
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := h.client.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
 		var reg struct{ ID string }
@@ -224,7 +268,7 @@ func FuzzWebSocketMessage(f *testing.F) {
 	h := startHandler(f)
 	wsURL := "ws" + strings.TrimPrefix(h.url.String(), "http") + "/ws?after=3"
 	f.Fuzz(func(t *testing.T, message []byte) {
-		conn, _, err := websocket.DefaultDialer.Dial(wsURL, nil)
+		conn, _, err := h.dialer.Dial(wsURL, nil)
 		require.NoError(t, err)
 		defer conn.Close()
 		require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
