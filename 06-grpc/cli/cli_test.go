@@ -438,6 +438,8 @@ func TestUsageErrors(t *testing.T) {
 		{"webhook destination that is no address", cli.RunServer, []string{"-webhook-allow", "10.0.0.0/8,hooks.example"}, `invalid value "10.0.0.0/8,hooks.example" for flag -webhook-allow: "hooks.example" is not an IP address or prefix, such as 10.0.0.0/8 or 192.0.2.7`},
 		{"max-webhooks zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-max-webhooks", "0"}, "-max-webhooks 0: must be at least 1"},
 		{"max-streams zero", cli.RunServer, []string{"-addr", "127.0.0.1:0", "-max-streams", "0"}, "-max-streams 0: must be at least 1"},
+		{"nats-listen without an embedded NATS", cli.RunServer, []string{"-nats-listen", "127.0.0.1:4222"}, "-nats-listen and -nats-dir are for -nats embedded"},
+		{"public NATS address without -expose", cli.RunServer, []string{"-nats", "embedded", "-nats-listen", "0.0.0.0:4222"}, `-nats-listen "0.0.0.0:4222" is not a loopback address; add -expose to listen on it`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

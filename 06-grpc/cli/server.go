@@ -11,12 +11,16 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"realtime/06-grpc/feed"
 	"realtime/06-grpc/grpcserver"
+	"realtime/06-grpc/natsfeed"
 	"realtime/06-grpc/server"
 )
 
@@ -55,6 +59,10 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		"(default 127.0.0.0/8,::1/128); a registered name is checked by the address it resolves to", addPrefixes(&webhookAllow))
 	maxWebhooks := fs.Int("max-webhooks", server.DefaultMaxWebhooks, "the most webhooks registered at once; more get 503 and Retry-After")
 	maxStreams := fs.Int("max-streams", grpcserver.DefaultMaxStreams, "the most gRPC Subscribe streams open at once; more get Unavailable and a RetryInfo")
+	natsURL := fs.String("nats", "", "keep the log in NATS JetStream, shared by every server that names the same NATS: its `URL`, such as\n"+
+		"nats://127.0.0.1:4222, or embedded to run a NATS server inside this one (default: in this process's memory)")
+	natsListen := fs.String("nats-listen", "", "with -nats embedded: let other servers connect to it at this `address` (host:port); loopback unless -expose")
+	natsDir := fs.String("nats-dir", "", "with -nats embedded: the `directory` for its streams, kept across runs (default: a temporary one, removed at exit)")
 	if err := parseFlags(fs, args[1:], stderr); err != nil {
 		return err
 	}
@@ -69,9 +77,16 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		host, _, _ := net.SplitHostPort(*addr) // checkLoopback has checked it
 		allowedHosts = append(allowedHosts, host)
 	}
-	log, err := feed.New(*history)
-	if err != nil {
-		return usageErrorf("-history: %w", err)
+	if *natsURL != "embedded" && (*natsListen != "" || *natsDir != "") {
+		return usageErrorf("-nats-listen and -nats-dir are for -nats embedded")
+	}
+	if *natsListen != "" {
+		if err := checkLoopback("-nats-listen", *natsListen, *expose); err != nil {
+			return err
+		}
+	}
+	if *history < 1 {
+		return usageErrorf("-history: history must be at least 1, got %d", *history)
 	}
 	if *maxHeld < 1 {
 		return usageErrorf("-max-held %d: must be at least 1", *maxHeld)
@@ -91,6 +106,11 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		*maxHeld = max(*maxHeld-*maxWebhooks, 1)
 	}
 
+	log, closeLog, err := openLog(ctx, *natsURL, *natsListen, *natsDir, *history, stdout)
+	if err != nil {
+		return err
+	}
+	defer closeLog() // after the servers have shut down: they read it until then
 	listener, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err
@@ -134,6 +154,65 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}},
 		{name: "gRPC", serve: func() error { return rpc.Serve(grpcListener) }, shutdown: rpc.Shutdown},
 	})
+}
+
+// openLog opens the log the server reads: in this process's memory, or,
+// with natsURL, a NATS JetStream stream, on the NATS at that URL or on one
+// run inside this process ("embedded"), which listens at natsListen for
+// other servers if that is not empty. It returns the log and what closes it.
+func openLog(ctx context.Context, natsURL, natsListen, natsDir string, history int, stdout io.Writer) (feed.Store, func(), error) {
+	if natsURL == "" {
+		log, err := feed.New(history)
+		return log, func() {}, err
+	}
+	var closers []func()
+	closeAll := func() {
+		for _, close := range slices.Backward(closers) {
+			close()
+		}
+	}
+	var nc *nats.Conn
+	if natsURL == "embedded" {
+		if natsDir == "" {
+			dir, err := os.MkdirTemp("", "realtime-nats-")
+			if err != nil {
+				return nil, nil, err
+			}
+			closers = append(closers, func() { os.RemoveAll(dir) })
+			natsDir = dir
+		}
+		ns, err := natsfeed.StartEmbedded(natsDir, natsListen)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closers = append(closers, ns.Shutdown)
+		if url := ns.URL(); url != "" {
+			fmt.Fprintf(stdout, "NATS for other servers on %s\n", url)
+		}
+		nc, err = ns.Connect()
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+	} else {
+		var err error
+		// A server outlives its broker's restarts: it reconnects for as
+		// long as it runs, and its log answers errors meanwhile.
+		nc, err = nats.Connect(natsURL, nats.Name("realtime server"), nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, nil, fmt.Errorf("-nats %s: %w", natsURL, err)
+		}
+	}
+	closers = append(closers, nc.Close)
+	log, err := natsfeed.New(ctx, nc, natsfeed.Config{History: history})
+	if err != nil {
+		closeAll()
+		return nil, nil, fmt.Errorf("-nats %s: %w", natsURL, err)
+	}
+	closers = append(closers, log.Close)
+	fmt.Fprintf(stdout, "log: NATS JetStream stream %s, epoch %s, newest update %d\n", natsfeed.DefaultStream, log.Epoch(), log.Last())
+	return log, closeAll, nil
 }
 
 // grpcSubscribers is rpc's list of open streams as the HTTP server takes
@@ -275,7 +354,7 @@ func addPrefixes(prefixes *[]netip.Prefix) func(string) error {
 // publishLines publishes each line of stdin as one update until EOF. Blank
 // lines are skipped; a line the log refuses (too long, not UTF-8) is
 // reported, and the rest of the input is still read.
-func publishLines(log *feed.Log, stdin io.Reader, stdout, stderr io.Writer) {
+func publishLines(log feed.Store, stdin io.Reader, stdout, stderr io.Writer) {
 	lines := bufio.NewReaderSize(stdin, feed.MaxDataBytes+len("\r\n"))
 	for {
 		line, err := readLine(lines)

@@ -34,6 +34,11 @@ var (
 	ErrNotText  = errors.New("update text is not valid UTF-8")
 )
 
+// ErrUnavailable is the reason a log gives when it cannot take an update
+// for now (a shared log whose broker cannot be reached): unlike the
+// reasons above, sending the same text again later may succeed.
+var ErrUnavailable = errors.New("the log cannot be reached")
+
 // Update is one published text, stamped by the server. Every transport
 // carries this shape.
 type Update struct {
@@ -150,6 +155,18 @@ func Quote(s string) string {
 	return strconv.Quote(s[:cut]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
+// Store is the log as the transports use it. A *Log keeps it in this
+// process's memory; a log that several servers share can stand in for it if
+// it answers every method alike, which the suite in package feedtest checks.
+type Store interface {
+	Epoch() string
+	Publish(data string) (Entry, error)
+	Changed() <-chan struct{}
+	Last() uint64
+	After(c Cursor, limit Limit) ([]Entry, uint64, error)
+	SubscribeAfter(c Cursor, queue int) ([]Entry, uint64, *Subscription, error)
+}
+
 // Log is a bounded, append-only sequence of updates, safe for concurrent use
 // by any number of publishers and readers.
 type Log struct {
@@ -157,7 +174,8 @@ type Log struct {
 	now   func() time.Time
 
 	mu      sync.Mutex
-	ring    []Entry // the update with id n sits at ring[(n-1)%history]
+	ring    []Entry // the update with id n sits at ring[(n-base)%history]
+	base    uint64  // the id at ring[0]: 1, or the first Add after a gap
 	last    uint64  // id of the newest update; 0 before the first publish
 	history int
 
@@ -183,7 +201,7 @@ func New(history int, opts ...Option) (*Log, error) {
 	if history < 1 {
 		return nil, fmt.Errorf("history must be at least 1, got %d", history)
 	}
-	l := &Log{history: history, now: time.Now, changed: make(chan struct{}), subscribers: make(map[*Subscription]struct{})}
+	l := &Log{history: history, base: 1, now: time.Now, changed: make(chan struct{}), subscribers: make(map[*Subscription]struct{})}
 	for _, opt := range opts {
 		opt(l)
 	}
@@ -206,17 +224,51 @@ func (l *Log) Epoch() string { return l.epoch }
 // or blank text, text over MaxDataBytes, and invalid UTF-8 (JSON would
 // replace the bad bytes, and clients would not get what was sent).
 func (l *Log) Publish(data string) (Entry, error) {
-	switch {
-	case strings.TrimSpace(data) == "":
-		return Entry{}, ErrEmpty
-	case len(data) > MaxDataBytes:
-		return Entry{}, ErrTooLarge
-	case !utf8.ValidString(data):
-		return Entry{}, ErrNotText
+	if err := CheckText(data); err != nil {
+		return Entry{}, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := Update{ID: l.last + 1, Data: data, Time: l.now().UTC()}
+	return l.add(Update{ID: l.last + 1, Data: data, Time: l.now().UTC()})
+}
+
+// CheckText returns why data cannot be an update, or nil.
+func CheckText(data string) error {
+	switch {
+	case strings.TrimSpace(data) == "":
+		return ErrEmpty
+	case len(data) > MaxDataBytes:
+		return ErrTooLarge
+	case !utf8.ValidString(data):
+		return ErrNotText
+	}
+	return nil
+}
+
+// Add appends an update stamped elsewhere: by the stream a copy of the log
+// follows. Its id must come after Last. An id past Last+1 means the updates
+// in between are gone: the history is emptied and every subscriber dropped,
+// so that each resumes from its cursor and is told of the gap.
+func (l *Log) Add(u Update) (Entry, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case u.ID <= l.last:
+		return Entry{}, fmt.Errorf("update %d is not after the newest, %d", u.ID, l.last)
+	case u.ID > l.last+1:
+		l.ring = l.ring[:0]
+		l.base, l.last = u.ID, u.ID-1
+		for sub := range l.subscribers {
+			sub.dropped = true
+			sub.end()
+		}
+	}
+	return l.add(u)
+}
+
+// add appends u, whose id is l.last+1, and hands it to every subscriber;
+// l.mu must be held.
+func (l *Log) add(u Update) (Entry, error) {
 	encoded, err := encode(u)
 	if err != nil {
 		return Entry{}, err
@@ -226,7 +278,7 @@ func (l *Log) Publish(data string) (Entry, error) {
 	if len(l.ring) < l.history {
 		l.ring = append(l.ring, e)
 	} else {
-		l.ring[(l.last-1)%uint64(l.history)] = e
+		l.ring[(l.last-l.base)%uint64(l.history)] = e
 	}
 	close(l.changed) // wake every waiter at once, with no goroutine per waiter
 	l.changed = make(chan struct{})
@@ -285,7 +337,7 @@ func (l *Log) After(c Cursor, limit Limit) ([]Entry, uint64, error) {
 	var entries []Entry
 	size := 0
 	for id := c.After + 1; id <= l.last && len(entries) < limit.Updates; id++ {
-		e := l.ring[(id-1)%uint64(l.history)]
+		e := l.ring[(id-l.base)%uint64(l.history)]
 		size += len(e.JSON)
 		if len(entries) > 0 && size > limit.Bytes {
 			break
@@ -350,7 +402,7 @@ func (l *Log) SubscribeAfter(c Cursor, queue int) ([]Entry, uint64, *Subscriptio
 	}
 	history := make([]Entry, 0, l.last-c.After)
 	for id := c.After + 1; id <= l.last; id++ {
-		history = append(history, l.ring[(id-1)%uint64(l.history)])
+		history = append(history, l.ring[(id-l.base)%uint64(l.history)])
 	}
 	return history, l.last, sub, nil
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"realtime/06-grpc/feed"
+	"realtime/06-grpc/feed/feedtest"
 	"realtime/06-grpc/internal/testkit"
 )
 
@@ -524,4 +525,55 @@ func TestSubscription_CloseEndsItAndIsSafeTwice(t *testing.T) {
 		t.Error("the channel is still open after Close")
 	}
 	assert.False(t, sub.Dropped(), "closed by its owner, not dropped")
+}
+
+func TestLog_PassesTheStoreSuite(t *testing.T) {
+	feedtest.Run(t, func(t *testing.T, history int) feed.Store {
+		log, err := feed.New(history)
+		require.NoError(t, err)
+		return log
+	})
+}
+
+func TestLog_AddKeepsTheIDsItIsGiven(t *testing.T) {
+	log, err := feed.New(4, feed.WithEpoch("run-1"))
+	require.NoError(t, err)
+	at := time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)
+
+	first, err := log.Add(feed.Update{ID: 1, Data: "a", Time: at})
+	require.NoError(t, err)
+	_, err = log.Add(feed.Update{ID: 1, Data: "again", Time: at})
+	assert.Error(t, err, "an id already held")
+
+	got, last, err := log.After(feed.Cursor{}, feed.Limit{Updates: 8, Bytes: 1 << 20})
+	require.NoError(t, err)
+	assert.Equal(t, []feed.Entry{first}, got)
+	assert.Equal(t, uint64(1), last)
+}
+
+func TestLog_AddAfterAGapStartsTheHistoryThereAndDropsEverySubscriber(t *testing.T) {
+	log, err := feed.New(4, feed.WithEpoch("run-1"))
+	require.NoError(t, err)
+	at := time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)
+	_, err = log.Add(feed.Update{ID: 1, Data: "a", Time: at})
+	require.NoError(t, err)
+	_, _, sub, err := log.SubscribeAfter(feed.Cursor{After: 1}, 4)
+	require.NoError(t, err)
+
+	var added []feed.Entry
+	for id := uint64(7); id <= 12; id++ { // 2 to 6 never came
+		e, err := log.Add(feed.Update{ID: id, Data: fmt.Sprint(id), Time: at})
+		require.NoError(t, err)
+		added = append(added, e)
+	}
+
+	_, ok := <-sub.Updates()
+	assert.False(t, ok, "a subscriber that missed 2 to 6 is ended")
+	assert.True(t, sub.Dropped(), "as one that fell behind: it resumes, and is told of the gap")
+	_, _, err = log.After(feed.Cursor{After: 1}, feed.Limit{Updates: 8, Bytes: 1 << 20})
+	assert.ErrorIs(t, err, feed.ErrGap)
+	got, last, err := log.After(feed.Cursor{After: 8}, feed.Limit{Updates: 8, Bytes: 1 << 20})
+	require.NoError(t, err)
+	assert.Equal(t, added[2:], got, "the newest four, from where the gap left off")
+	assert.Equal(t, uint64(12), last)
 }

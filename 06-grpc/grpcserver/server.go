@@ -1,5 +1,5 @@
 // Package grpcserver is the gRPC face of the update log: the Updates service
-// of proto/realtime/v1, reading from and publishing to the same feed.Log as
+// of proto/realtime/v1, reading from and publishing to the same log as
 // every HTTP strategy.
 package grpcserver
 
@@ -87,7 +87,7 @@ func WithMaxStreams(n int) Option { return func(c *config) { c.maxStreams = max(
 
 // New returns a server of the Updates service, reading from and publishing
 // to log.
-func New(log *feed.Log, opts ...Option) *Server {
+func New(log feed.Store, opts ...Option) *Server {
 	cfg := config{queue: DefaultQueue, sendTimeout: sendTimeout, drainTimeout: drainTimeout, maxStreams: DefaultMaxStreams}
 	for _, opt := range opts {
 		opt(&cfg)

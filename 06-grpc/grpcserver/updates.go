@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -22,7 +23,7 @@ import (
 // added to the .proto answers Unimplemented until it is written here.
 type updates struct {
 	realtimev1.UnimplementedUpdatesServer
-	log         *feed.Log
+	log         feed.Store
 	queue       int           // updates a subscriber may fall behind before it is dropped
 	sendTimeout time.Duration // how long flow control may hold one Send
 	streams     *streams      // the open Subscribe streams
@@ -32,9 +33,12 @@ type updates struct {
 // Publish publishes one update, as POST /publish does, and answers it.
 func (u *updates) Publish(ctx context.Context, req *realtimev1.PublishRequest) (*realtimev1.Update, error) {
 	e, err := u.log.Publish(req.GetData())
-	if err != nil {
-		// Every reason Publish gives is the text's fault: sending it again
-		// cannot help.
+	switch {
+	case errors.Is(err, feed.ErrUnavailable):
+		return nil, status.Error(codes.Unavailable, err.Error()) // worth trying again
+	case err != nil:
+		// Every other reason is the text's fault: sending it again cannot
+		// help.
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return toProto(e.Update), nil

@@ -25,6 +25,7 @@ import (
 	"realtime/06-grpc/feed"
 	"realtime/06-grpc/grpcserver"
 	"realtime/06-grpc/internal/testkit"
+	"realtime/06-grpc/natsfeed"
 	realtimev1 "realtime/06-grpc/proto/realtime/v1"
 	"realtime/06-grpc/server"
 )
@@ -91,7 +92,51 @@ type transport struct {
 	notHTTP bool
 	// open opens a reader with query, "?after=CURSOR" or "", as a client
 	// that starts with that cursor does, on the server srv of log.
-	open func(tb testing.TB, srv *httptest.Server, log *feed.Log, query string) reader
+	open func(tb testing.TB, srv *httptest.Server, log feed.Store, query string) reader
+	// newLog returns an empty log of the kind this run of the suite is on,
+	// keeping the given history, with the epoch "run-1".
+	newLog func(tb testing.TB, history int) feed.Store
+}
+
+// logKind is a kind of log every transport is tested on.
+type logKind struct {
+	name   string
+	newLog func(tb testing.TB, history int) feed.Store
+}
+
+// logKinds are the logs the server can read: its own memory, and a NATS
+// JetStream stream that several servers share.
+func logKinds() []logKind {
+	return []logKind{
+		{"memory", func(tb testing.TB, history int) feed.Store {
+			log, err := feed.New(history, feed.WithEpoch("run-1"))
+			require.NoError(tb, err)
+			return log
+		}},
+		{"nats", func(tb testing.TB, history int) feed.Store {
+			ns, err := natsfeed.StartEmbedded(tb.TempDir(), "")
+			require.NoError(tb, err)
+			tb.Cleanup(ns.Shutdown)
+			nc, err := ns.Connect()
+			require.NoError(tb, err)
+			tb.Cleanup(nc.Close)
+			log, err := natsfeed.New(context.Background(), nc, natsfeed.Config{History: history, Epoch: "run-1"})
+			require.NoError(tb, err)
+			tb.Cleanup(log.Close)
+			return log
+		}},
+	}
+}
+
+// startOn runs the real handler, reading log, on a real listener.
+func startOn(tb testing.TB, log feed.Store, opts ...server.Option) (*httptest.Server, feed.Store) {
+	tb.Helper()
+	api := server.New(log, opts...)
+	srv := httptest.NewServer(api)
+	srv.Client().Timeout = testkit.WaitTimeout // a poll that is held by mistake fails, not hangs
+	tb.Cleanup(srv.Close)
+	testkit.ShutdownAtCleanup(tb, api)
+	return srv, log
 }
 
 // transports are the transports the server speaks.
@@ -129,16 +174,19 @@ const longPollWait = testkit.WaitTimeout / 2
 // it, and fails the subtest if a goroutine outlives it: the reader's, or one
 // the server started for it.
 func forEachTransport(t *testing.T, test func(t *testing.T, tr transport)) {
-	for _, tr := range transports() {
-		t.Run(tr.name, func(t *testing.T) {
-			// Registered first, so it runs last: after the server has
-			// been closed and shut down by the cleanups of start. What
-			// ran before, such as the browser the page tests share, is
-			// not this subtest's.
-			before := goleak.IgnoreCurrent()
-			t.Cleanup(func() { goleak.VerifyNone(t, before) })
-			test(t, tr)
-		})
+	for _, kind := range logKinds() {
+		for _, tr := range transports() {
+			tr.newLog = kind.newLog
+			t.Run(kind.name+"/"+tr.name, func(t *testing.T) {
+				// Registered first, so it runs last: after the server has
+				// been closed and shut down by the cleanups of startOn,
+				// and the log closed. What ran before, such as the browser
+				// the page tests share, is not this subtest's.
+				before := goleak.IgnoreCurrent()
+				t.Cleanup(func() { goleak.VerifyNone(t, before) })
+				test(t, tr)
+			})
+		}
 	}
 }
 
@@ -159,7 +207,7 @@ func TestConformance_DeliversEveryUpdateAfterTheCursorOnceAndInOrder(t *testing.
 			{"after 0", "?after=0"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				srv, log := start(t, 8)
+				srv, log := startOn(t, tr.newLog(t, 8))
 				a, b := testkit.Publish(t, srv.URL, "a"), testkit.Publish(t, srv.URL, "b")
 
 				r := tr.open(t, srv, log, tc.query)
@@ -186,7 +234,7 @@ func TestConformance_StartsAfterTheCursor(t *testing.T) {
 			{"a bare id", "?after=1"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				srv, log := start(t, 8)
+				srv, log := startOn(t, tr.newLog(t, 8))
 				testkit.Publish(t, srv.URL, "seen")
 				b, c := testkit.Publish(t, srv.URL, "b"), testkit.Publish(t, srv.URL, "c")
 
@@ -209,7 +257,7 @@ func TestConformance_SignalsAGapWithTheServersPosition(t *testing.T) {
 			{"a cursor of an earlier server run", "?after=run-0-3"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				srv, log := start(t, 2)
+				srv, log := startOn(t, tr.newLog(t, 2))
 				for _, text := range []string{"a", "b", "c", "d"} {
 					testkit.Publish(t, srv.URL, text) // holds 3 and 4
 				}
@@ -243,7 +291,7 @@ func TestConformance_RefusesAMalformedCursorBeforeAnythingElse(t *testing.T) {
 				if (tr.silent || tr.notHTTP) && tc.name == "given twice" {
 					t.Skip("a registration's or a SubscribeRequest's cursor is a field of a message, not a query parameter")
 				}
-				srv, log := start(t, 8)
+				srv, log := startOn(t, tr.newLog(t, 8))
 				testkit.Publish(t, srv.URL, "not for a bad cursor")
 
 				got := tr.open(t, srv, log, tc.query).next(t)
@@ -265,7 +313,7 @@ func TestConformance_RefusesHeldRequestsPastTheCap(t *testing.T) {
 		if tr.notHTTP {
 			t.Skip("the cap counts the HTTP server's held requests; gRPC's streams are the gRPC server's, uncapped")
 		}
-		srv, log := startWith(t, server.WithMaxHeld(1))
+		srv, log := startOn(t, tr.newLog(t, 8), server.WithMaxHeld(1))
 		// An event stream takes the one place: its hello shows it holds it.
 		// (A poll cannot show from outside that it is held.)
 		_, stream := openStream(t, srv, "", nil)
@@ -294,7 +342,7 @@ func TestConformance_EveryAnswerSaysNosniff(t *testing.T) {
 			{"a malformed cursor", "?after=soon"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				srv, log := start(t, 8)
+				srv, log := startOn(t, tr.newLog(t, 8))
 				testkit.Publish(t, srv.URL, "a")
 
 				r := tr.open(t, srv, log, tc.query)
@@ -318,8 +366,8 @@ type pollReader struct {
 // openPoll returns the open of a polling transport whose queries add wait.
 // Opening polls once: the first answer is what a push transport's hello
 // stands for, the reader's position.
-func openPoll(wait string) func(tb testing.TB, srv *httptest.Server, log *feed.Log, query string) reader {
-	return func(tb testing.TB, srv *httptest.Server, _ *feed.Log, query string) reader {
+func openPoll(wait string) func(tb testing.TB, srv *httptest.Server, log feed.Store, query string) reader {
+	return func(tb testing.TB, srv *httptest.Server, _ feed.Store, query string) reader {
 		tb.Helper()
 		r := &pollReader{srv: srv, wait: wait}
 		r.head = r.poll(tb, query, true)
@@ -377,7 +425,7 @@ func (r *pollReader) poll(tb testing.TB, query string, first bool) http.Header {
 }
 
 // openSSE opens GET /events.
-func openSSE(tb testing.TB, srv *httptest.Server, _ *feed.Log, query string) reader {
+func openSSE(tb testing.TB, srv *httptest.Server, _ feed.Store, query string) reader {
 	tb.Helper()
 	resp, stream := openStream(tb, srv, query, nil)
 	if resp.StatusCode != http.StatusOK {
@@ -410,7 +458,7 @@ func openSSE(tb testing.TB, srv *httptest.Server, _ *feed.Log, query string) rea
 }
 
 // openWS opens GET /ws.
-func openWS(tb testing.TB, srv *httptest.Server, _ *feed.Log, query string) reader {
+func openWS(tb testing.TB, srv *httptest.Server, _ feed.Store, query string) reader {
 	tb.Helper()
 	ws, resp, err := tryDialWS(tb, srv, query, nil)
 	if err != nil {
@@ -448,7 +496,7 @@ func openWS(tb testing.TB, srv *httptest.Server, _ *feed.Log, query string) read
 
 // openWebhook registers a receiver of its own with the cursor of query,
 // and reads its deliveries, each checked against the registration's secret.
-func openWebhook(tb testing.TB, srv *httptest.Server, _ *feed.Log, query string) reader {
+func openWebhook(tb testing.TB, srv *httptest.Server, _ feed.Store, query string) reader {
 	tb.Helper()
 	rcv := newReceiver(tb, nil)
 	body := `{"url":"` + rcv.URL + `/hook"`
@@ -545,7 +593,7 @@ func (r *refusedReader) next(tb testing.TB) item {
 // status that ends the stream (OutOfRange, with an ErrorInfo saying where to
 // continue), after which it subscribes again from there, as a poll asks
 // again after a 410.
-func openGRPC(tb testing.TB, _ *httptest.Server, log *feed.Log, query string) reader {
+func openGRPC(tb testing.TB, _ *httptest.Server, log feed.Store, query string) reader {
 	tb.Helper()
 	_, addr := startGRPC(tb, log)
 	client := dialGRPC(tb, addr, nil)

@@ -26,7 +26,7 @@ import (
 // startGRPC serves log over gRPC on a port of loopback, as RunServer does
 // beside the HTTP server, and returns the server and its address; it shuts
 // down with the test.
-func startGRPC(tb testing.TB, log *feed.Log) (*grpcserver.Server, string) {
+func startGRPC(tb testing.TB, log feed.Store) (*grpcserver.Server, string) {
 	tb.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)

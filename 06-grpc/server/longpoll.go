@@ -27,7 +27,7 @@ const (
 // polling does; with nothing new it holds the request until an update is
 // published, the wait ends (204), or the client or server goes away. With
 // every place in held taken, it refuses to hold: 503.
-func handleLongPoll(log *feed.Log, held semaphore, answer http.Handler) http.Handler {
+func handleLongPoll(log feed.Store, held semaphore, answer http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		value, given, err := queryValue(r, "wait")
 		if err != nil {

@@ -19,14 +19,19 @@ const DefaultBodyTimeout = 10 * time.Second
 
 // handlePublish publishes the request body as one update and answers 201
 // with the stamped update.
-func handlePublish(log *feed.Log, bodyTimeout time.Duration) http.Handler {
+func handlePublish(log feed.Store, bodyTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, ok := readBody(w, r, feed.MaxDataBytes, feed.ErrTooLarge.Error(), bodyTimeout)
 		if !ok {
 			return
 		}
 		u, err := log.Publish(string(body))
-		if err != nil {
+		switch {
+		case errors.Is(err, feed.ErrUnavailable):
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		case err != nil:
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}

@@ -2,18 +2,24 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"realtime/06-grpc/feed"
 	"realtime/06-grpc/internal/testkit"
+	"realtime/06-grpc/natsfeed"
+	realtimev1 "realtime/06-grpc/proto/realtime/v1"
 	"realtime/06-grpc/server"
 )
 
@@ -40,4 +46,27 @@ func TestPublish_AnswersRequestTimeoutWhenTheBodyStopsArriving(t *testing.T) {
 	assert.Equal(t, "request body not complete after 50ms: 2 bytes arrived\n", string(body), "a one-line reason")
 	assert.True(t, resp.Close, "the connection ends: the rest of the body would be read as the next request")
 	assert.Zero(t, log.Last(), "nothing was published")
+}
+
+func TestPublish_AnswersServiceUnavailableWhileTheSharedLogCannotBeReached(t *testing.T) {
+	ns, err := natsfeed.StartEmbedded(t.TempDir(), "")
+	require.NoError(t, err)
+	t.Cleanup(ns.Shutdown)
+	nc, err := ns.Connect()
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	log, err := natsfeed.New(context.Background(), nc, natsfeed.Config{History: 8, Timeout: 100 * time.Millisecond})
+	require.NoError(t, err)
+	t.Cleanup(log.Close)
+	srv, _ := startOn(t, log)
+	_, addr := startGRPC(t, log)
+	ns.Shutdown()
+
+	resp, body := get(t, srv, http.MethodPost, "/publish", strings.NewReader("lost?"))
+	_, err = dialGRPC(t, addr, nil).Publish(t.Context(), &realtimev1.PublishRequest{Data: "lost?"})
+
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "worth sending again, unlike a 400")
+	assert.Equal(t, "1", resp.Header.Get("Retry-After"))
+	assert.Contains(t, body, "the log cannot be reached")
+	assert.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
 }

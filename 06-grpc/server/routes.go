@@ -7,7 +7,7 @@ import (
 )
 
 // addRoutes is the whole API of this chapter in one place.
-func addRoutes(mux *http.ServeMux, log *feed.Log, cfg config, detached *detachedStreams, hooks *webhooks) {
+func addRoutes(mux *http.ServeMux, log feed.Store, cfg config, detached *detachedStreams, hooks *webhooks) {
 	held := make(semaphore, cfg.maxHeld) // one cap for every request that waits for updates
 	mux.Handle("GET /{$}", handlePage())
 	mux.Handle("GET /page/", handlePageFiles())

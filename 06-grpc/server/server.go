@@ -1,5 +1,5 @@
 // Package server is the HTTP face of the update log: one handler per
-// strategy, all reading the same feed.Log.
+// strategy, all reading the same log (a feed.Store).
 package server
 
 import (
@@ -24,7 +24,7 @@ type Server struct {
 
 // New returns the handler for every route of this chapter, reading from and
 // publishing to log. Every route is behind the guard in guard.go.
-func New(log *feed.Log, opts ...Option) *Server {
+func New(log feed.Store, opts ...Option) *Server {
 	cfg := config{
 		bodyTimeout: DefaultBodyTimeout,
 		maxHeld:     DefaultMaxHeld(),

@@ -27,7 +27,7 @@ var maxBatch = feed.Limit{Updates: 256, Bytes: 1 << 20}
 // handleShortPoll answers GET /updates?after=CURSOR at once with the held
 // updates after the cursor (a bounded batch), or 410 Gone when the cursor
 // cannot be served.
-func handleShortPoll(log *feed.Log) http.Handler {
+func handleShortPoll(log feed.Store) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cursor, err := parseCursor(r)
 		if err != nil {

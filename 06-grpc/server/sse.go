@@ -46,7 +46,7 @@ const (
 // EventSource hands it back as Last-Event-ID after a server restart and is
 // told about the gap. A stream takes a place in held for as long as it
 // lasts: with none free, 503.
-func handleSSE(log *feed.Log, cfg config, held semaphore, detached *detachedStreams) http.Handler {
+func handleSSE(log feed.Store, cfg config, held semaphore, detached *detachedStreams) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cursor, err := parseStreamCursor(r)
 		if err != nil {
@@ -92,7 +92,7 @@ type position struct {
 // streamEvents writes the hello and the history after cursor, then every
 // update published after it and a heartbeat between them, until ctx ends,
 // the subscriber is dropped or a write fails.
-func streamEvents(ctx context.Context, stream *eventWriter, log *feed.Log, cursor feed.Cursor, cfg config) {
+func streamEvents(ctx context.Context, stream *eventWriter, log feed.Store, cursor feed.Cursor, cfg config) {
 	history, last, sub, err := log.SubscribeAfter(cursor, cfg.queue)
 	defer sub.Close()
 	here := position{Last: last, Epoch: log.Epoch()}

@@ -32,7 +32,7 @@ const maxRegistrationBytes = 4 << 10
 // the process: a receiver notices a restart (its id is unknown, 404) and
 // registers again with its cursor.
 type webhooks struct {
-	log    *feed.Log
+	log    feed.Store
 	cfg    config
 	client *http.Client // every delivery goes through it
 
@@ -51,7 +51,7 @@ type webhooks struct {
 	registered uint64 // guarded by mu: registrations so far, for their order in the list
 }
 
-func newWebhooks(log *feed.Log, cfg config) *webhooks {
+func newWebhooks(log feed.Store, cfg config) *webhooks {
 	h := &webhooks{log: log, cfg: cfg, client: newDeliveryClient(cfg), subs: make(map[string]*subscription)}
 	h.stopping, h.stop = context.WithCancel(context.Background())
 	h.cut, h.cutNow = context.WithCancel(context.Background())

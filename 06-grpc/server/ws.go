@@ -54,7 +54,7 @@ const (
 // update as it is published, one text message each: the update JSON.
 // Messages that are not updates are JSON objects with a type field. A socket
 // takes a place in held for as long as it is open: with none free, 503.
-func handleWS(log *feed.Log, cfg config, held semaphore, detached *detachedStreams) http.Handler {
+func handleWS(log feed.Store, cfg config, held semaphore, detached *detachedStreams) http.Handler {
 	upgrader := websocket.Upgrader{
 		// An open socket keeps its read buffer for as long as it lives, and
 		// most sockets are idle: clients send a publish now and then, and
@@ -128,7 +128,7 @@ func checkOrigin(r *http.Request, allowed map[string]bool) error {
 // socket is one WebSocket connection.
 type socket struct {
 	conn     *websocket.Conn
-	log      *feed.Log
+	log      feed.Store
 	cfg      config
 	outcomes chan wsOutcome // from readPump to writePump, which sends them
 	closing  chan wsClose   // from readPump: the close frame writePump sends last
