@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,6 +102,30 @@ func TestClientLog_ReadsTheClientsJSONLinesAndMessagesInOrder(t *testing.T) {
 	assert.Equal(t, []string{`{"id":8,"cursor":"0123456789abcdef-9"}`, "not json"}, bad, "a cursor that is not the id's, and a line that is not JSON")
 }
 
+func TestClientLog_IsCaughtUpWithTheLastUpdateOrWithAResetToIt(t *testing.T) {
+	start := time.Now()
+	before, after := start.Add(-time.Second), start.Add(time.Second)
+	run := serverRun{epoch: "b", last: 9, started: start}
+	reset := record{at: after, message: announcement + "5; updates may be missing; continuing from 9"}
+	for _, tc := range []struct {
+		name    string
+		records []record
+		want    bool
+	}{
+		{"nothing printed", nil, false},
+		{"the last update", []record{{at: after, update: true, epoch: "b", id: 9}}, true},
+		{"an update before it", []record{{at: after, update: true, epoch: "b", id: 8}}, false},
+		{"the same id of another run", []record{{at: after, update: true, epoch: "a", id: 9}}, false},
+		{"told to continue from it, then a retry", []record{{at: before, update: true, epoch: "a", id: 5}, reset, {at: after, message: "sse: EOF; retrying in 2s"}}, true},
+		{"told so before the run began", []record{{at: before, message: reset.message}}, false},
+		{"told to continue from an earlier one", []record{{at: after, message: announcement + "5; updates may be missing; continuing from 8"}}, false},
+		{"an update after the reset decides", []record{reset, {at: after, update: true, epoch: "b", id: 8}}, false},
+	} {
+		l := &clientLog{records: tc.records}
+		assert.Equal(t, tc.want, l.caughtUp(run), tc.name)
+	}
+}
+
 // TestRun_TheCISizeLosesNothingUnannounced is the fault suite CI runs: every
 // strategy through about 200 faults and two server restarts.
 func TestRun_TheCISizeLosesNothingUnannounced(t *testing.T) {
@@ -116,9 +142,40 @@ func TestRun_TheCISizeLosesNothingUnannounced(t *testing.T) {
 	t.Log("\n" + stdout.String())
 }
 
+// TestRun_TheClusteredCISizeLosesNothingUnannounced is the clustered case
+// CI runs: three instances on one log in NATS JetStream, every strategy
+// through about 200 faults, and two instances killed mid-stream while their
+// clients move to another. No strategy may lose, repeat or reorder an
+// update unannounced; and as the log outlives the instances (one run), none
+// may lose one at all.
+func TestRun_TheClusteredCISizeLosesNothingUnannounced(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs three servers for half a minute: not in -short")
+	}
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), []string{"chaos", "-nats", "-size", "ci", "-root", filepath.Join("..", "..")}, nil, &stdout, &stderr)
+	require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	assert.Regexp(t, `^\d+ updates published over 1 server runs, clustered: 3 instances on one NATS JetStream log, 2 killed mid-stream`, stdout.String(),
+		"one run of the log, however many instances die; stderr:\n%s", stderr.String())
+	// No reset either: the log outlives the instances, and at this size no
+	// cursor falls out of its history, so every client resumes where it
+	// was, on whichever instance, and prints every update.
+	for _, s := range allStrategies {
+		row := regexp.MustCompile(`(?m)^\s+` + s + `((?:\s+\S+){11})$`).FindStringSubmatch(stdout.String())
+		if assert.NotNil(t, row, "a row for %s", s) {
+			f := strings.Fields(row[1])
+			assert.Equal(t, []string{"0", "0"}, f[4:6], "%s: lost and announced gaps", s)
+		}
+	}
+	assert.Equal(t, 2, strings.Count(stderr.String(), "started again, on the same log"), "stderr:\n%s", stderr.String())
+	t.Log("\n" + stdout.String())
+}
+
 // TestChaos_ABrokenResumeFailsNamingEveryStrategy: a server whose feed
 // drops the first update after every resumed cursor must fail the run, for
-// every strategy, by name.
+// every strategy, by name; clustered too, where every client resumes on
+// another instance after a kill.
 func TestChaos_ABrokenResumeFailsNamingEveryStrategy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server: not in -short")
@@ -126,20 +183,39 @@ func TestChaos_ABrokenResumeFailsNamingEveryStrategy(t *testing.T) {
 	t.Parallel()
 	chapter, err := filepath.Abs(filepath.Join("..", "..", "06-grpc"))
 	require.NoError(t, err)
-	sz := size{Duration: 6 * time.Second, Rate: 20, FaultEvery: [2]time.Duration{100 * time.Millisecond, 300 * time.Millisecond}}
-	results, runs, err := chaos(context.Background(), chapter, options{size: sz, strategies: allStrategies, brokenResume: true, seed: 1}, io.Discard)
-	require.NoError(t, err)
-	require.Len(t, runs, 1)
-	var failed []string
-	for _, r := range results {
-		if assert.False(t, r.OK(), "%s must fail: %+v", r.Strategy, r.Verdict) {
-			assert.Positive(t, r.Unannounced, r.Strategy)
+	// Both runs at once, in this test's one place among the parallel tests:
+	// they spend their time waiting, not computing.
+	outcomes := make([]*outcome, 2)
+	errs := make([]error, 2)
+	var runs sync.WaitGroup
+	for i, clustered := range []bool{false, true} {
+		// A client whose last resume skipped the last update never prints
+		// it: the catch-up would wait its whole minute.
+		sz := size{Duration: 6 * time.Second, Rate: 20, FaultEvery: [2]time.Duration{100 * time.Millisecond, 300 * time.Millisecond}, CatchUp: 5 * time.Second}
+		if clustered {
+			sz.Restarts = 1 // a kill: the same log, and clients resuming on another instance
 		}
-		failed = append(failed, r.Strategy+": "+r.problems())
+		runs.Go(func() {
+			outcomes[i], errs[i] = chaos(context.Background(), chapter, options{size: sz, strategies: allStrategies, brokenResume: true, seed: 1, clustered: clustered}, io.Discard)
+		})
 	}
-	msg := (&lossError{failed: failed}).Error()
-	for _, s := range allStrategies {
-		assert.Contains(t, msg, s+": ", "the failure names %s", s)
+	runs.Wait()
+	for i, name := range []string{"one server", "clustered"} {
+		t.Run(name, func(t *testing.T) {
+			require.NoError(t, errs[i])
+			require.Len(t, outcomes[i].runs, 1)
+			var failed []string
+			for _, r := range outcomes[i].results {
+				if assert.False(t, r.OK(), "%s must fail: %+v", r.Strategy, r.Verdict) {
+					assert.Positive(t, r.Unannounced, r.Strategy)
+				}
+				failed = append(failed, r.Strategy+": "+r.problems())
+			}
+			msg := (&lossError{failed: failed}).Error()
+			for _, s := range allStrategies {
+				assert.Contains(t, msg, s+": ", "the failure names %s", s)
+			}
+		})
 	}
 }
 

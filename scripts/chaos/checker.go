@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -78,23 +79,36 @@ func (l *clientLog) snapshot() ([]record, []string) {
 	return slices.Clone(l.records), slices.Clone(l.bad)
 }
 
-// last is the newest update the client printed.
-func (l *clientLog) last() (epoch string, id uint64) {
+// caughtUp reports whether the client is done with run: it printed the
+// run's last update, or, since the run began, the server told it that it
+// could not resume and that it continues from that update (a client whose
+// cursor is of an earlier run, as after a restart with nothing published
+// since), and it printed nothing after that.
+func (l *clientLog) caughtUp(run serverRun) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := len(l.records) - 1; i >= 0; i-- {
-		if r := l.records[i]; r.update {
-			return r.epoch, r.id
+		r := l.records[i]
+		if r.update {
+			return r.epoch == run.epoch && r.id >= run.last
+		}
+		if !strings.HasPrefix(r.message, announcement) || r.at.Before(run.started) {
+			continue
+		}
+		_, from, ok := strings.Cut(r.message, "; continuing from ")
+		if id, err := strconv.ParseUint(from, 10, 64); ok && err == nil && id >= run.last {
+			return true
 		}
 	}
-	return "", 0
+	return false
 }
 
 // serverRun is one run of the server: its epoch, and the last id it
-// published.
+// published. Clustered, a run is the log's, and outlives the instances.
 type serverRun struct {
-	epoch string
-	last  uint64
+	epoch   string
+	last    uint64
+	started time.Time // when the first process of the run was started
 }
 
 // Verdict is what the checker found in one client's output.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"realtime/06-grpc/client"
+	"realtime/06-grpc/natsfeed"
 )
 
 // A size is how long a run lasts and how hard it is on the strategies.
@@ -24,7 +25,8 @@ type size struct {
 	Duration   time.Duration    // publishing, with faults, before the clients must catch up
 	Rate       float64          // updates per second, into the server's stdin
 	FaultEvery [2]time.Duration // a connection strategy's next fault comes this long after its last, at random
-	Restarts   int              // server restarts, spread over the run
+	Restarts   int              // server restarts, spread over the run; clustered, instances killed and started again
+	CatchUp    time.Duration    // after the faults, how long the clients have to print the last update; a minute if 0
 }
 
 var sizes = map[string]size{
@@ -41,6 +43,20 @@ type options struct {
 	brokenResume bool
 	seed         uint64
 	record       string // a folder for each client's output, as the checker read it; "" for none
+	clustered    bool   // clusterSize instances on one log in NATS JetStream, instead of one server
+}
+
+// clusterSize is how many instances of the server a clustered run starts.
+const clusterSize = 3
+
+// outcome is what a run found: each strategy's result, the runs of the log
+// (epochs) and what published into them, and how many processes of how
+// many instances it took.
+type outcome struct {
+	results   []Result
+	runs      []serverRun
+	instances int // 1, or clusterSize
+	processes int // started, over every instance: restarts and kills add one each
 }
 
 // Result is one strategy's run: the checker's verdict and what the faults
@@ -61,6 +77,7 @@ type strategyRun struct {
 	proxy  *faultProxy // to the server's HTTP port
 	grpc   *faultProxy // to the gRPC port, for grpc
 	hook   *hookFaults // before the webhook receiver, for webhook
+	server int         // the instance its proxies lead to
 	rand   *rand.Rand
 	faults []time.Time
 	cuts   int
@@ -68,25 +85,40 @@ type strategyRun struct {
 
 // chaos runs the strategies' clients against the chapter's server through
 // faults, and checks what each printed against what the server published.
-func chaos(ctx context.Context, chapter string, opt options, progress io.Writer) ([]Result, []serverRun, error) {
+// Clustered, it runs a NATS server with JetStream itself, and clusterSize
+// instances of the server that keep their log on it; each strategy's proxy
+// leads to one of them, and when that one is killed, to another, as a load
+// balancer's would.
+func chaos(ctx context.Context, chapter string, opt options, progress io.Writer) (*outcome, error) {
 	dir, err := os.MkdirTemp("", "chaos-")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintln(progress, "chaos: building the server")
 	bin, err := build(ctx, chapter, dir, opt.brokenResume)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	srv, err := newServers(bin)
+	instances, natsURL := 1, ""
+	if opt.clustered {
+		// The log's home outlives every instance: it is this process's.
+		ns, err := natsfeed.StartEmbedded(filepath.Join(dir, "nats"), "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ns.Shutdown() // after the instances have stopped
+		instances, natsURL = clusterSize, ns.URL()
+		fmt.Fprintf(progress, "chaos: clustered: %d instances of the server on one log, in NATS JetStream at %s\n", instances, natsURL)
+	}
+	srv, err := newServers(bin, natsURL, instances)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := srv.start(ctx); err != nil {
-		return nil, nil, err
+	if err := srv.startAll(ctx); err != nil {
+		return nil, err
 	}
-	defer srv.stop()
+	defer srv.stopAll()
 
 	clientsCtx, stopClients := context.WithCancel(ctx)
 	var clients sync.WaitGroup
@@ -94,15 +126,21 @@ func chaos(ctx context.Context, chapter string, opt options, progress io.Writer)
 	defer stopClients()
 	var runs []*strategyRun
 	for i, name := range opt.strategies {
-		r, err := startClient(clientsCtx, &clients, srv, name, rand.New(rand.NewPCG(opt.seed, uint64(i))))
+		// Clustered, the strategies are spread over the instances.
+		r, err := startClient(clientsCtx, &clients, srv, i%instances, name, rand.New(rand.NewPCG(opt.seed, uint64(i))))
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		defer r.close()
 		runs = append(runs, r)
 	}
 
-	fmt.Fprintf(progress, "chaos: %s of updates at %g/s, faults on every strategy, %d server restarts\n", opt.size.Duration, opt.size.Rate, opt.size.Restarts)
+	if opt.clustered {
+		fmt.Fprintf(progress, "chaos: %s of updates at %g/s into every instance in turn, faults on every strategy, %d instances killed mid-stream\n",
+			opt.size.Duration, opt.size.Rate, opt.size.Restarts)
+	} else {
+		fmt.Fprintf(progress, "chaos: %s of updates at %g/s, faults on every strategy, %d server restarts\n", opt.size.Duration, opt.size.Rate, opt.size.Restarts)
+	}
 	faultsCtx, stopFaults := context.WithTimeout(ctx, opt.size.Duration)
 	defer stopFaults()
 	var busy sync.WaitGroup
@@ -110,28 +148,32 @@ func chaos(ctx context.Context, chapter string, opt options, progress io.Writer)
 	for _, r := range runs {
 		busy.Go(func() { r.inject(faultsCtx, opt.size) })
 	}
-	busy.Go(func() { restart(faultsCtx, srv, opt.size, progress) })
+	busy.Go(func() { restart(faultsCtx, srv, runs, opt.size, progress) })
 	busy.Wait()
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 
 	// Faults over, every client must catch up with the last update of the
-	// last run.
+	// last run, once the servers have said what that is.
+	srv.settle(ctx, 10*time.Second)
 	final := srv.snapshot()
 	last := final[len(final)-1]
 	fmt.Fprintf(progress, "chaos: faults over; waiting for every client to print update %d of run %d\n", last.last, len(final))
-	deadline := time.Now().Add(time.Minute)
+	catchUp := opt.size.CatchUp
+	if catchUp == 0 {
+		catchUp = time.Minute
+	}
+	deadline := time.Now().Add(catchUp)
 	for _, r := range runs {
 		start := time.Now()
 		for {
-			epoch, id := r.log.last()
-			if epoch == last.epoch && id >= last.last || time.Now().After(deadline) {
+			if r.log.caughtUp(last) || time.Now().After(deadline) {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				return nil, nil, ctx.Err()
+				return nil, ctx.Err()
 			case <-time.After(20 * time.Millisecond): // a bounded poll of the client's output
 			}
 		}
@@ -139,7 +181,7 @@ func chaos(ctx context.Context, chapter string, opt options, progress io.Writer)
 	}
 	stopClients()
 	clients.Wait()
-	srv.stop()
+	srv.stopAll()
 	final = srv.snapshot()
 
 	var results []Result
@@ -147,22 +189,22 @@ func chaos(ctx context.Context, chapter string, opt options, progress io.Writer)
 		records, bad := r.log.snapshot()
 		if opt.record != "" {
 			if err := writeRecord(filepath.Join(opt.record, r.name+".log"), records, bad, final); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 		res := Result{Verdict: check(r.name, records, bad, final), Faults: len(r.faults), Cuts: r.cuts, Connections: r.connections()}
 		res.RecoveryP50, res.RecoveryMax = recovery(r.faults, records)
 		results = append(results, res)
 	}
-	return results, final, nil
+	return &outcome{results: results, runs: final, instances: instances, processes: srv.processes()}, nil
 }
 
-// startClient starts strategy's client through a proxy of its own, printing
-// into a log the checker reads.
-func startClient(ctx context.Context, clients *sync.WaitGroup, srv *servers, name string, r *rand.Rand) (*strategyRun, error) {
-	run := &strategyRun{name: name, log: &clientLog{}, rand: r}
+// startClient starts strategy's client through a proxy of its own to
+// instance server, printing into a log the checker reads.
+func startClient(ctx context.Context, clients *sync.WaitGroup, srv *servers, server int, name string, r *rand.Rand) (*strategyRun, error) {
+	run := &strategyRun{name: name, log: &clientLog{}, server: server, rand: r}
 	var err error
-	if run.proxy, err = newFaultProxy(srv.httpAddr); err != nil {
+	if run.proxy, err = newFaultProxy(srv.instances[server].httpAddr); err != nil {
 		return nil, err
 	}
 	cfg := client.Config{
@@ -174,7 +216,7 @@ func startClient(ctx context.Context, clients *sync.WaitGroup, srv *servers, nam
 	}
 	switch name {
 	case "grpc":
-		if run.grpc, err = newFaultProxy(srv.grpcAddr); err != nil {
+		if run.grpc, err = newFaultProxy(srv.instances[server].grpcAddr); err != nil {
 			run.close()
 			return nil, err
 		}
@@ -274,6 +316,16 @@ func (r *strategyRun) connections() int64 {
 	return r.proxy.accepted.Load()
 }
 
+// moveTo leads the strategy's proxies to instance in: their next
+// connections go there.
+func (r *strategyRun) moveTo(in *instance) {
+	r.server = in.n - 1
+	r.proxy.retarget(in.httpAddr)
+	if r.grpc != nil {
+		r.grpc.retarget(in.grpcAddr)
+	}
+}
+
 func (r *strategyRun) close() {
 	for _, p := range []*faultProxy{r.proxy, r.grpc} {
 		if p != nil {
@@ -285,7 +337,8 @@ func (r *strategyRun) close() {
 	}
 }
 
-// publish types an update into the server at rate until ctx ends.
+// publish types an update into the server at rate until ctx ends; into
+// each running instance in turn, clustered.
 func publish(ctx context.Context, srv *servers, rate float64) {
 	tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
 	defer tick.Stop()
@@ -300,21 +353,79 @@ func publish(ctx context.Context, srv *servers, rate float64) {
 }
 
 // restart stops and starts the server sz.Restarts times, evenly spread over
-// the run.
-func restart(ctx context.Context, srv *servers, sz size, progress io.Writer) {
+// the run. Clustered, it kills an instance instead (failover), and starts it
+// again.
+func restart(ctx context.Context, srv *servers, runs []*strategyRun, sz size, progress io.Writer) {
 	for k := 1; k <= sz.Restarts; k++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(sz.Duration / time.Duration(sz.Restarts+1)):
 		}
-		srv.stop()
-		if err := srv.start(ctx); err != nil {
+		if srv.clustered() {
+			if err := failover(ctx, srv, runs, k, sz.Restarts, progress); err != nil {
+				fmt.Fprintln(progress, "chaos: starting a killed instance again:", err)
+				return
+			}
+			continue
+		}
+		srv.stop(0)
+		if err := srv.start(ctx, 0); err != nil {
 			fmt.Fprintln(progress, "chaos: restarting the server:", err)
 			return
 		}
 		fmt.Fprintf(progress, "chaos: server restarted (%d of %d)\n", k, sz.Restarts)
 	}
+}
+
+// failover kills the instance that the most strategies lead to (among
+// those with as many, the first from instance k on, in turn), mid-stream; leads each of its
+// strategies to the live instance that the fewest lead to, as a load
+// balancer does once it finds a server dead; and starts the killed one
+// again, on its ports, where none leads until another dies. The log is in
+// NATS, not in the instance: every client must resume on its new instance
+// with its cursor, and lose nothing.
+func failover(ctx context.Context, srv *servers, runs []*strategyRun, k, kills int, progress io.Writer) error {
+	n := len(srv.instances)
+	load := make([]int, n)
+	for _, r := range runs {
+		load[r.server]++
+	}
+	victim := -1
+	for j := range n {
+		if i := (k - 1 + j) % n; victim < 0 || load[i] > load[victim] {
+			victim = i
+		}
+	}
+	srv.kill(victim)
+	var moved []string
+	for _, r := range runs {
+		if r.server != victim {
+			continue
+		}
+		to := -1
+		for i := range n {
+			if i != victim && srv.up(i) && (to < 0 || load[i] < load[to]) {
+				to = i
+			}
+		}
+		if to < 0 {
+			break // none up: this run has one instance
+		}
+		load[victim]--
+		load[to]++
+		r.moveTo(srv.instances[to])
+		moved = append(moved, fmt.Sprintf("%s to %d", r.name, to+1))
+	}
+	if moved == nil {
+		moved = []string{"no strategy"}
+	}
+	fmt.Fprintf(progress, "chaos: instance %d killed mid-stream (%d of %d); moved %s\n", victim+1, k, kills, strings.Join(moved, ", "))
+	if err := srv.start(ctx, victim); err != nil {
+		return err
+	}
+	fmt.Fprintf(progress, "chaos: instance %d started again, on the same log\n", victim+1)
+	return nil
 }
 
 // writeRecord writes what the checker read from one client, a line per

@@ -10,9 +10,24 @@
 // the style of Jepsen's total-queue checker compares every update each client
 // printed with every update each server run published.
 //
+// With -nats the run is clustered: chaos runs a NATS server with JetStream
+// itself, and three instances of the server, each on ports of its own, keep
+// one log on it (-nats URL). Each strategy's proxy leads to one instance,
+// the updates are typed into every instance in turn, and instead of a
+// restart an instance is killed mid-stream (SIGKILL) and its strategies'
+// proxies lead to another live one from then on, as a load balancer's do;
+// the killed one is started again. The log outlives every instance, so a
+// client that resumes on another with its cursor has nothing to be told:
+// the checker holds them to no unannounced loss, duplicate or reordering, as
+// ever, and the report's announced gaps show whether any strategy had to
+// start over. (A webhook registration is the instance's own: the receiver
+// finds it gone and registers again on the new instance, with its cursor.)
+//
 //	go run ./scripts/chaos                    # the CI size: about 200 faults per strategy, under a minute
 //	go run ./scripts/chaos -size full         # about 1,700 faults per strategy and ten restarts: about seven minutes
-//	go run ./scripts/chaos -break-resume      # a server that drops the first update after a resume: must fail
+//	go run ./scripts/chaos -nats              # the CI size, clustered: three instances on one log, two killed
+//	go run ./scripts/chaos -nats -size full   # clustered, ten instances killed
+//	go run ./scripts/chaos -break-resume      # a server that drops the first update after a resume: must fail (with -nats too)
 //
 // It exits 1, naming the strategies, if any client lost an update that no
 // message of the server announced, printed one twice, or printed one out of
@@ -63,6 +78,8 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	broken := fs.Bool("break-resume", false, "build the server with a feed that drops the first update after a resumed cursor: the run must fail")
 	root := fs.String("root", ".", "the repository's root, which holds 06-grpc")
 	record := fs.String("record", "", "write each client's output, as the checker read it, into this folder (STRATEGY.log)")
+	clustered := fs.Bool("nats", false, "clustered: three instances of the server keep one log in NATS JetStream (run by chaos), and the restarts\n"+
+		"are kills of an instance mid-stream, whose strategies move to another")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "seed of the faults' randomness, printed so that a run can be repeated")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -90,13 +107,13 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	}
 
 	fmt.Fprintf(stderr, "chaos: seed %d\n", *seed)
-	results, runs, err := chaos(ctx, chapter, options{size: sz, strategies: strategies, brokenResume: *broken, seed: *seed, record: *record}, stderr)
+	out, err := chaos(ctx, chapter, options{size: sz, strategies: strategies, brokenResume: *broken, seed: *seed, record: *record, clustered: *clustered}, stderr)
 	if err != nil {
 		return err
 	}
-	report(stdout, results, runs)
+	report(stdout, out)
 	var failed []string
-	for _, r := range results {
+	for _, r := range out.results {
 		if !r.OK() {
 			failed = append(failed, r.Strategy+": "+r.problems())
 		}
@@ -113,16 +130,22 @@ type lossError struct{ failed []string }
 
 func (e *lossError) Error() string { return "FAILED: " + strings.Join(e.failed, "; ") }
 
-// report prints one row per strategy.
-func report(w io.Writer, results []Result, runs []serverRun) {
+// report prints one row per strategy, under a header that says how many
+// runs of the log there were and, clustered, of how many instances.
+func report(w io.Writer, out *outcome) {
 	var published uint64
-	for _, r := range runs {
+	for _, r := range out.runs {
 		published += r.last
 	}
-	fmt.Fprintf(w, "%d updates published over %d server runs\n\n", published, len(runs))
+	fmt.Fprintf(w, "%d updates published over %d server runs", published, len(out.runs))
+	if out.instances > 1 {
+		fmt.Fprintf(w, ", clustered: %d instances on one NATS JetStream log, %d killed mid-stream and started again",
+			out.instances, out.processes-out.instances)
+	}
+	fmt.Fprint(w, "\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "strategy\tfaults\tcuts\tconnections\tprinted\tlost\tannounced gaps\tunannounced\tduplicated\treordered\trecovery p50\tmax\t")
-	for _, r := range results {
+	for _, r := range out.results {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t\n", r.Strategy, r.Faults, r.Cuts, r.Connections, r.Printed,
 			r.Lost, r.Announced, r.Unannounced+r.Malformed, r.Duplicated, r.Reordered, r.RecoveryP50.Round(time.Millisecond), r.RecoveryMax.Round(time.Millisecond))
 	}

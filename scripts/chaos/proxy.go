@@ -18,10 +18,11 @@ import (
 // faultProxy forwards every connection it accepts to target, and does to
 // them, on demand, what networks do: it cuts them (a reset, or a close), it
 // stops forwarding for a while (a stall: to the server, a subscriber that
-// reads nothing), and it passes bytes one at a time (a trickle).
+// reads nothing), and it passes bytes one at a time (a trickle). Its target
+// may change (retarget), as a load balancer's does when a server dies.
 type faultProxy struct {
 	l        net.Listener
-	target   string
+	target   atomic.Pointer[string] // where the next connection goes
 	accepted atomic.Int64
 
 	stalled   atomic.Pointer[chan struct{}] // closed when the stall ends; nil when none
@@ -39,10 +40,15 @@ func newFaultProxy(target string) (*faultProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &faultProxy{l: l, target: target, links: make(map[*link]struct{})}
+	p := &faultProxy{l: l, links: make(map[*link]struct{})}
+	p.target.Store(&target)
 	p.wg.Go(p.accept)
 	return p, nil
 }
+
+// retarget sends every connection accepted from now on to target. The open
+// ones stay where they are: those to a server that died end with it.
+func (p *faultProxy) retarget(target string) { p.target.Store(&target) }
 
 func (p *faultProxy) addr() string { return p.l.Addr().String() }
 
@@ -53,9 +59,9 @@ func (p *faultProxy) accept() {
 			return
 		}
 		p.accepted.Add(1)
-		out, err := net.Dial("tcp", p.target)
+		out, err := net.Dial("tcp", *p.target.Load())
 		if err != nil {
-			in.Close() // the server is down, restarting: the client sees the failure it would see
+			in.Close() // the server is down, restarting or not moved from yet: the client sees the failure it would see
 			continue
 		}
 		lk := &link{in: in, out: out}
@@ -133,8 +139,10 @@ func (p *faultProxy) stall(d time.Duration) {
 		return // one stall at a time
 	}
 	time.AfterFunc(d, func() {
-		p.stalled.Store(nil)
-		close(ch)
+		// Unless close ended it first: whoever takes it out closes it.
+		if p.stalled.CompareAndSwap(&ch, nil) {
+			close(ch)
+		}
 	})
 }
 

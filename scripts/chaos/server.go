@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,44 +68,73 @@ func breakResume(chapter, dir string) (string, error) {
 	return path, os.WriteFile(path, overlay, 0o644)
 }
 
-// servers runs the server, one process at a time, always on the same two
-// ports, and keeps what each run published.
+// servers runs the server's instances: one, restarted in place, or, with a
+// NATS, a cluster of several that keep one log on it. Each instance is
+// always on the same two ports. servers keeps what each run of the log
+// published: a run is an epoch, so that a run of a single server ends with
+// its process, and a cluster's run lasts as long as its NATS.
 type servers struct {
-	bin      string
-	httpAddr string
-	grpcAddr string
+	bin       string
+	nats      string // the URL of the NATS the instances share; "" for a log in each process's memory
+	instances []*instance
 
-	mu   sync.Mutex
-	runs []serverRun
-	proc *process // the running one; nil while restarting
+	mu      sync.Mutex
+	runs    []serverRun
+	starts  int           // processes started, over every instance
+	next    int           // the instance the next update is typed into, round robin over those up
+	changed chan struct{} // closed, and replaced, when a process answers a line typed into it
 }
 
-// process is one run of the server.
+// instance is one server of the cluster, or the only one, on its ports.
+type instance struct {
+	n        int // from 1, for messages
+	httpAddr string
+	grpcAddr string
+	proc     *process // the running one; nil while down (servers.mu)
+}
+
+// process is one run of an instance's server.
 type process struct {
 	cmd       *exec.Cmd
 	stdin     io.WriteCloser
-	run       int // its index in servers.runs
+	run       int // its log's run: an index in servers.runs
 	done      chan struct{}
-	published chan uint64   // the ids it says it published
+	published chan uint64   // the ids it says it published, and 0 for each line it did not
 	counted   chan struct{} // closed once every one of them is counted
+	typed     int           // lines typed into it (servers.mu)
+	answered  int           // of which it said it published, or did not (servers.mu)
 }
 
-func newServers(bin string) (*servers, error) {
-	var addrs [2]string
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
+// newServers makes n instances on ports of their own, on the NATS at
+// natsURL if that is not empty. None is started.
+func newServers(bin, natsURL string, n int) (*servers, error) {
+	s := &servers{bin: bin, nats: natsURL, changed: make(chan struct{})}
+	for i := range n {
+		var addrs [2]string
+		for j := range addrs {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return nil, err
+			}
+			addrs[j] = l.Addr().String()
+			defer l.Close() // after every port is chosen: no two the same
 		}
-		addrs[i] = l.Addr().String()
-		l.Close()
+		s.instances = append(s.instances, &instance{n: i + 1, httpAddr: addrs[0], grpcAddr: addrs[1]})
 	}
-	return &servers{bin: bin, httpAddr: addrs[0], grpcAddr: addrs[1]}, nil
+	return s, nil
 }
 
-// start starts a run of the server and learns its epoch.
-func (s *servers) start(ctx context.Context) error {
-	cmd := exec.Command(s.bin, "-addr", s.httpAddr, "-grpc-addr", s.grpcAddr, "-max-webhooks", "100")
+// clustered reports whether the instances share a log on NATS.
+func (s *servers) clustered() bool { return s.nats != "" }
+
+// start starts a run of instance i and learns its log's epoch.
+func (s *servers) start(ctx context.Context, i int) error {
+	in := s.instances[i]
+	args := []string{"-addr", in.httpAddr, "-grpc-addr", in.grpcAddr, "-max-webhooks", "100"}
+	if s.nats != "" {
+		args = append(args, "-nats", s.nats)
+	}
+	cmd := exec.Command(s.bin, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return err
@@ -114,6 +144,7 @@ func (s *servers) start(ctx context.Context) error {
 		return err
 	}
 	cmd.Stderr = cmd.Stdout
+	started := time.Now() // no answer of its own comes before this
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -121,7 +152,7 @@ func (s *servers) start(ctx context.Context) error {
 	serving := make(chan struct{})
 	var output strings.Builder
 	go func() {
-		defer close(p.published)
+		defer close(p.done)
 		lines := bufio.NewScanner(stdout)
 		said := false
 		for lines.Scan() {
@@ -132,6 +163,10 @@ func (s *servers) start(ctx context.Context) error {
 				}
 				continue
 			}
+			if strings.HasPrefix(line, "not published: ") {
+				p.published <- 0
+				continue
+			}
 			if !said {
 				output.WriteString(line + "\n")
 				if strings.HasPrefix(line, "serving gRPC on ") {
@@ -140,47 +175,68 @@ func (s *servers) start(ctx context.Context) error {
 				}
 			}
 		}
+		close(p.published)
 		if !said {
 			close(serving)
 		}
-	}()
-	go func() {
+		// Wait only once the output is read to its end: it closes the
+		// pipe, and "published" lines still in it would not be counted.
+		_, _ = io.Copy(io.Discard, stdout)
 		_ = cmd.Wait()
-		close(p.done)
 	}()
 	select {
 	case <-serving:
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
+		<-p.done
 		return ctx.Err()
 	}
-	epoch, err := s.epoch(ctx)
+	epoch, err := in.epoch(ctx)
 	if err != nil {
 		_ = cmd.Process.Kill()
 		<-p.done
-		return fmt.Errorf("%w\n%s", err, output.String())
+		return fmt.Errorf("instance %d: %w\n%s", in.n, err, output.String())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p.run = len(s.runs)
-	s.runs = append(s.runs, serverRun{epoch: epoch})
-	s.proc = p
+	p.run = slices.IndexFunc(s.runs, func(r serverRun) bool { return r.epoch == epoch })
+	if p.run < 0 {
+		p.run = len(s.runs)
+		s.runs = append(s.runs, serverRun{epoch: epoch, started: started})
+	}
+	s.starts++
+	in.proc = p
 	go func() {
 		defer close(p.counted)
 		for id := range p.published {
 			s.mu.Lock()
 			s.runs[p.run].last = max(s.runs[p.run].last, id)
+			p.answered++
+			close(s.changed)
+			s.changed = make(chan struct{})
 			s.mu.Unlock()
 		}
 	}()
 	return nil
 }
 
-// epoch asks the server which run it is, past every proxy.
-func (s *servers) epoch(ctx context.Context) (string, error) {
+// startAll starts every instance, one after the other: the first of a
+// cluster creates the stream, and the others find it.
+func (s *servers) startAll(ctx context.Context) error {
+	for i := range s.instances {
+		if err := s.start(ctx, i); err != nil {
+			s.stopAll()
+			return err
+		}
+	}
+	return nil
+}
+
+// epoch asks the instance which run its log is, past every proxy.
+func (in *instance) epoch(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.httpAddr+"/updates?after=0", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+in.httpAddr+"/updates?after=0", nil)
 	if err != nil {
 		return "", err
 	}
@@ -196,40 +252,113 @@ func (s *servers) epoch(ctx context.Context) (string, error) {
 	return answer.Epoch, nil
 }
 
-// publish types text into the running server; while it restarts, the text
-// is not published, as typing into a stopped server publishes nothing.
+// publish types text into a running instance, each in turn; while none
+// runs, the text is not published, as typing into a stopped server
+// publishes nothing.
 func (s *servers) publish(text string) {
 	s.mu.Lock()
-	p := s.proc
+	var p *process
+	for range s.instances {
+		in := s.instances[s.next]
+		s.next = (s.next + 1) % len(s.instances)
+		if in.proc != nil {
+			p = in.proc
+			p.typed++
+			break
+		}
+	}
 	s.mu.Unlock()
 	if p != nil {
 		_, _ = io.WriteString(p.stdin, text+"\n")
 	}
 }
 
-// stop stops the running server as Ctrl-C does, and waits until every id
-// it said it published is counted.
-func (s *servers) stop() {
+// settle waits, for at most within, until every running instance has said
+// what became of each line typed into it: an update published just before
+// the faults ended is one the clients must catch up with, and a publish
+// into NATS takes a moment.
+func (s *servers) settle(ctx context.Context, within time.Duration) {
+	timeout := time.After(within)
+	for {
+		s.mu.Lock()
+		pending := false
+		for _, in := range s.instances {
+			if p := in.proc; p != nil && p.answered < p.typed {
+				pending = true
+			}
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		if !pending {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// up reports whether instance i runs.
+func (s *servers) up(i int) bool {
 	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
+	defer s.mu.Unlock()
+	return s.instances[i].proc != nil
+}
+
+// stop stops instance i as Ctrl-C does, and waits until every id it said
+// it published is counted.
+func (s *servers) stop(i int) { s.down(i, false) }
+
+// kill kills instance i mid-stream (SIGKILL: a crash, no goodbye to its
+// clients), and waits until every id it said it published is counted.
+func (s *servers) kill(i int) { s.down(i, true) }
+
+func (s *servers) down(i int, kill bool) {
+	s.mu.Lock()
+	p := s.instances[i].proc
+	s.instances[i].proc = nil
 	s.mu.Unlock()
 	if p == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
+	if kill {
 		_ = p.cmd.Process.Kill()
 		<-p.done
+	} else {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
 	}
 	p.stdin.Close()
 	<-p.counted
+}
+
+// stopAll stops every instance, at once.
+func (s *servers) stopAll() {
+	var wg sync.WaitGroup
+	for i := range s.instances {
+		wg.Go(func() { s.stop(i) })
+	}
+	wg.Wait()
 }
 
 func (s *servers) snapshot() []serverRun {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]serverRun(nil), s.runs...)
+}
+
+// processes is how many times an instance was started.
+func (s *servers) processes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.starts
 }
