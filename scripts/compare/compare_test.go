@@ -29,33 +29,44 @@ func TestMain(m *testing.M) {
 
 // TestRun_SmokeSizeWritesTheTableTheChartsAndTheResults is the CI's proof
 // that the command works end to end: it builds and starts the chapter's
-// server, measures every workload at the smallest size, and writes
-// everything it promises.
+// server, measures every workload at the smallest size, with the broker
+// hop's (-nats) too, and writes everything it promises.
 func TestRun_SmokeSizeWritesTheTableTheChartsAndTheResults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server: not in -short")
 	}
 	out := t.TempDir()
 	notes := filepath.Join(t.TempDir(), "NOTES.md")
-	require.NoError(t, os.WriteFile(notes, []byte("# Notes\n\nbefore\n"+beginMarker+"\nold table\n"+endMarker+"\nafter\n"), 0o644))
+	require.NoError(t, os.WriteFile(notes, []byte("# Notes\n\nbefore\n"+compareMarkers.begin+"\nold table\n"+compareMarkers.end+"\nbetween\n"+
+		natsMarkers.begin+"\nold nats table\n"+natsMarkers.end+"\nafter\n"), 0o644))
+	readme := filepath.Join(t.TempDir(), "README.md")
+	require.NoError(t, os.WriteFile(readme, []byte(compareMarkers.begin+"\nold table\n"+compareMarkers.end+"\n"), 0o644))
 	t.Chdir(filepath.Join("..", ".."))
 
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"compare", "-size", "smoke", "-out", out, "-markdown", notes, "-progress", "auto"}, nil, &stdout, &stderr)
+	err := run(context.Background(), []string{"compare", "-size", "smoke", "-nats", "-out", out, "-markdown", notes + "," + readme, "-progress", "auto"}, nil, &stdout, &stderr)
 	require.NoError(t, err, "stderr:\n%s", stderr.String())
 
 	for _, s := range append([]string{floor, grpcConnEach}, strategies...) {
 		assert.Contains(t, stdout.String(), "| "+displayName(s)+" |", "a row for %s", s)
 	}
 	assert.Contains(t, stdout.String(), "**Goals**")
-	assert.Contains(t, stderr.String(), "compare: [0/26 ", "progress as plain lines where stderr is no terminal")
+	assert.Contains(t, stdout.String(), "Measured by `go run ./scripts/compare -nats` (size smoke)")
+	assert.Contains(t, stderr.String(), "compare: [0/44 ", "progress as plain lines where stderr is no terminal")
 	assert.Contains(t, stderr.String(), "done: dead peer: grpc")
+	assert.Contains(t, stderr.String(), "done: latency at 50/s, log in NATS: grpc")
+	assert.Contains(t, stderr.String(), "done: broadcast, log in NATS: sse to 10")
 
 	written, err := os.ReadFile(notes)
 	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(string(written), "# Notes\n\nbefore\n"+beginMarker+"\nMeasured by `go run ./scripts/compare` (size smoke)"), "the table replaces what was between the markers:\n%s", written)
-	assert.True(t, strings.HasSuffix(string(written), "\n"+endMarker+"\nafter\n"), "what follows the markers stays:\n%s", written)
+	assert.True(t, strings.HasPrefix(string(written), "# Notes\n\nbefore\n"+compareMarkers.begin+"\nMeasured by `go run ./scripts/compare` (size smoke)"), "the table replaces what was between the markers:\n%s", written)
+	assert.Contains(t, string(written), "\n"+compareMarkers.end+"\nbetween\n"+natsMarkers.begin+"\nMeasured by `go run ./scripts/compare -nats` (size smoke)", "the broker hop's table replaces what was between its markers")
+	assert.True(t, strings.HasSuffix(string(written), "\n"+natsMarkers.end+"\nafter\n"), "what follows the markers stays:\n%s", written)
 	assert.NotContains(t, string(written), "old table")
+	assert.NotContains(t, string(written), "old nats table")
+	written, err = os.ReadFile(readme)
+	require.NoError(t, err)
+	assert.NotContains(t, string(written), "-nats", "a file without the broker hop's markers gets only the table")
 
 	data, err := os.ReadFile(filepath.Join(out, "results.json"))
 	require.NoError(t, err)
@@ -68,6 +79,18 @@ func TestRun_SmokeSizeWritesTheTableTheChartsAndTheResults(t *testing.T) {
 		assert.Positive(t, l.P50, "%s at %g/s", l.Strategy, l.Rate)
 		assert.GreaterOrEqual(t, l.Max, l.P99, "%s at %g/s", l.Strategy, l.Rate)
 	}
+	require.NotNil(t, results.Nats, "the broker hop's results")
+	assert.Len(t, results.Nats.Latency, 2*len(strategies), "every strategy at both rates, with the log in NATS")
+	for _, l := range results.Nats.Latency {
+		assert.Positive(t, l.P50, "%s at %g/s, NATS", l.Strategy, l.Rate)
+		assert.GreaterOrEqual(t, l.Max, l.P99, "%s at %g/s, NATS", l.Strategy, l.Rate)
+	}
+	assert.Len(t, results.Nats.Publish, 2*len(sizes["smoke"].Nats.Publishers), "every publisher count with either log")
+	for _, p := range results.Nats.Publish {
+		assert.Positive(t, p.Published, "%s, %d publishers", p.Log, p.Publishers)
+		assert.Positive(t, p.PerSecond, "%s, %d publishers", p.Log, p.Publishers)
+	}
+	assert.Len(t, results.Nats.Broadcast, 2, "a broadcast with either log")
 
 	assertCharts(t, out)
 
@@ -78,6 +101,7 @@ func TestRun_SmokeSizeWritesTheTableTheChartsAndTheResults(t *testing.T) {
 	require.NoError(t, err)
 	assertCharts(t, redrawn)
 	assert.Contains(t, again.String(), results.Markdown(), "the same table")
+	assert.Contains(t, again.String(), results.NatsMarkdown(), "the same broker hop's table")
 }
 
 // assertCharts checks that dir holds the four charts, each an SVG document.
@@ -139,17 +163,62 @@ errors: 0
 }
 
 func TestBetweenMarkers_ReplacesOnlyWhatIsBetweenThem(t *testing.T) {
-	got, err := betweenMarkers([]byte("a\n"+beginMarker+"\nold\n"+endMarker+"\nb\n"), "new\n\n")
+	beginMarker, endMarker := compareMarkers.begin, compareMarkers.end
+	got, err := betweenMarkers([]byte("a\n"+beginMarker+"\nold\n"+endMarker+"\nb\n"), compareMarkers, "new\n\n")
 	require.NoError(t, err)
 	assert.Equal(t, "a\n"+beginMarker+"\nnew\n"+endMarker+"\nb\n", string(got))
+
+	both := "a\n" + beginMarker + "\nold\n" + endMarker + "\nb\n" + natsMarkers.begin + "\nold\n" + natsMarkers.end + "\nc\n"
+	got, err = betweenMarkers([]byte(both), natsMarkers, "nats")
+	require.NoError(t, err)
+	assert.Equal(t, "a\n"+beginMarker+"\nold\n"+endMarker+"\nb\n"+natsMarkers.begin+"\nnats\n"+natsMarkers.end+"\nc\n", string(got), "one pair of markers leaves the other alone")
+	got, err = betweenMarkers([]byte(both), compareMarkers, "table")
+	require.NoError(t, err)
+	assert.Equal(t, "a\n"+beginMarker+"\ntable\n"+endMarker+"\nb\n"+natsMarkers.begin+"\nold\n"+natsMarkers.end+"\nc\n", string(got), "one pair of markers leaves the other alone")
 
 	for name, doc := range map[string]string{
 		"no begin":  "a\n" + endMarker + "\n",
 		"no end":    beginMarker + "\nold\n",
 		"two begin": beginMarker + "\n" + endMarker + "\n" + beginMarker + "\n" + endMarker + "\n",
+		"only nats": natsMarkers.begin + "\n" + natsMarkers.end + "\n",
 	} {
-		_, err := betweenMarkers([]byte(doc), "new")
+		_, err := betweenMarkers([]byte(doc), compareMarkers, "new")
 		assert.Error(t, err, name)
+	}
+}
+
+func TestNatsMarkdown_ShowsTheBrokerHopAsRatios(t *testing.T) {
+	r := &Results{Size: "full"}
+	assert.Empty(t, r.NatsMarkdown(), "nothing without -nats")
+
+	r.Nats = &NatsResults{}
+	for _, s := range strategies {
+		for _, rate := range []float64{2, 50} {
+			r.Latency = append(r.Latency, LatencyResult{Strategy: s, Rate: rate, P50: time.Millisecond, P99: 2 * time.Millisecond, CPU: 0.1})
+			r.Nats.Latency = append(r.Nats.Latency, LatencyResult{Strategy: s, Rate: rate, P50: 1500 * time.Microsecond, P99: 5 * time.Millisecond, CPU: 0.25})
+		}
+	}
+	r.Nats.Publish = []PublishResult{
+		{Log: "memory", Publishers: 1, Elapsed: 5 * time.Second, PerSecond: 4000, P50: 200 * time.Microsecond, P99: 500 * time.Microsecond, CPU: 0.1},
+		{Log: "nats", Publishers: 1, Elapsed: 5 * time.Second, PerSecond: 1000, P50: 800 * time.Microsecond, P99: 2 * time.Millisecond, CPU: 0.3},
+		{Log: "memory", Publishers: 16, Elapsed: 5 * time.Second, PerSecond: 12000, P50: time.Millisecond, P99: 4 * time.Millisecond, CPU: 0.08},
+		{Log: "nats", Publishers: 16, Elapsed: 5 * time.Second, PerSecond: 6000, P50: 2 * time.Millisecond, P99: 6 * time.Millisecond, CPU: -1},
+	}
+	r.Nats.Broadcast = []LogFanout{
+		{Log: "memory", FanoutResult: FanoutResult{Strategy: "sse", Subscribers: 1000, Rounds: 5, P50: 10 * time.Millisecond, P99: 20 * time.Millisecond, Max: 25 * time.Millisecond}},
+		{Log: "nats", FanoutResult: FanoutResult{Strategy: "sse", Subscribers: 1000, Rounds: 5, P50: 11 * time.Millisecond, P99: 22 * time.Millisecond, Max: 30 * time.Millisecond}},
+	}
+	table := r.NatsMarkdown()
+	for _, want := range []string{
+		"| strategy | 2/s p50 / p99, memory | NATS | × | 50/s p50 / p99, memory | NATS | × | CPU ms per update at 50/s, memory | NATS | × |\n|---|" + strings.Repeat("---:|", 9) + "\n",
+		"| sse | 1.00 ms / 2.00 ms | 1.50 ms / 5.00 ms | 1.50 / 2.50 | 1.00 ms / 2.00 ms | 1.50 ms / 5.00 ms | 1.50 / 2.50 | 0.10 | 0.25 | 2.50 |\n",
+		"| publishes per second, 1 publisher | 4,000 | 1,000 | 0.25 |\n",
+		"| a publish, p50 / p99, 16 publishers | 1.00 ms / 4.00 ms | 2.00 ms / 6.00 ms | 2.00 / 1.50 |\n",
+		"| server CPU ms per publish, 16 publishers | 0.080 | — | — |\n",
+		"| broadcast to 1,000 SSE subscribers, p50 / p99 / max (5 rounds) | 10.0 ms / 20.0 ms / 25.0 ms | 11.0 ms / 22.0 ms / 30.0 ms | 1.10 / 1.10 / 1.20 |\n",
+		"for 5.0 s each",
+	} {
+		assert.Contains(t, table, want)
 	}
 }
 

@@ -41,17 +41,18 @@ type IdleResult struct {
 }
 
 // measureFanout runs the chapter's load generator (cmd/loadgen), in a
-// process of its own, against a server of its own: n subscribers of
-// strategy, then rounds broadcasts. The load generator holds a socket per
-// subscriber, and a webhook receiver needs two (its listener and the
-// connection it accepts), so it runs apart from this process's files.
-func measureFanout(ctx context.Context, bins binaries, strategy string, n, rounds int, profile bool) (FanoutResult, *IdleResult, error) {
+// process of its own, against a server of its own with its log in lg: n
+// subscribers of strategy, then rounds broadcasts. The load generator holds
+// a socket per subscriber, and a webhook receiver needs two (its listener
+// and the connection it accepts), so it runs apart from this process's
+// files.
+func measureFanout(ctx context.Context, bins binaries, lg logKind, strategy string, n, rounds int, profile bool) (FanoutResult, *IdleResult, error) {
 	res := FanoutResult{Strategy: strategy, Subscribers: n, Rounds: rounds}
 	if need, have := filesNeeded(strategy, n), openFileLimit(); have > 0 && need > have {
 		res.Skipped = fmt.Sprintf("needs about %d open files in the load generator, this machine allows %d", need, have)
 		return res, nil, nil
 	}
-	srv, err := startServer(ctx, bins,
+	srv, err := startServerWith(ctx, bins, lg,
 		"-max-held", strconv.Itoa(2*n+100), "-max-webhooks", strconv.Itoa(n+10), "-max-streams", strconv.Itoa(2*n+100))
 	if err != nil {
 		return res, nil, err
@@ -72,7 +73,7 @@ func measureFanout(ctx context.Context, bins binaries, strategy string, n, round
 	if profile {
 		// Long enough for the connections, the broadcasts and the hang-ups
 		// of 10,000 subscribers on 2 cores.
-		profiled = bins.prof.cpu(ctx, srv.pprof, fmt.Sprintf("cpu-broadcast-%d-%s.pprof", n, strategy), 20*time.Second)
+		profiled = bins.prof.cpu(ctx, srv.pprof, fmt.Sprintf("cpu-broadcast-%d-%s%s.pprof", n, strategy, lg.suffix), 20*time.Second)
 	}
 	if err := cmd.Run(); err != nil {
 		return res, nil, fmt.Errorf("loadgen %v: %w\n%s%s", args, err, stdout.Bytes(), stderr.Bytes())

@@ -69,11 +69,12 @@ const (
 )
 
 // measureLatency publishes rr.Updates updates into a server of its own,
-// through its stdin, to one client of strategy. Once the client is
-// connected it calls ready, which returns when the measurement may start.
-func measureLatency(ctx context.Context, bins binaries, strategy string, rr rateRun, ready func()) (LatencyResult, error) {
+// with its log in lg, through its stdin, to one client of strategy. Once
+// the client is connected it calls ready, which returns when the
+// measurement may start.
+func measureLatency(ctx context.Context, bins binaries, lg logKind, strategy string, rr rateRun, ready func()) (LatencyResult, error) {
 	res := LatencyResult{Strategy: strategy, Rate: rr.Rate, Updates: rr.Updates, Bytes: -1, CPU: -1, Syscalls: -1}
-	srv, err := startServer(ctx, bins)
+	srv, err := startServerWith(ctx, bins, lg)
 	if err != nil {
 		return res, err
 	}
@@ -94,7 +95,7 @@ func measureLatency(ctx context.Context, bins binaries, strategy string, rr rate
 	requests.n.Store(0)
 	profiled := func() error { return nil }
 	if !rr.Concurrent && srv.pprof != "" {
-		profiled = bins.prof.cpu(ctx, srv.pprof, fmt.Sprintf("cpu-%g-per-s-%s.pprof", rr.Rate, strategy),
+		profiled = bins.prof.cpu(ctx, srv.pprof, fmt.Sprintf("cpu-%g-per-s-%s%s.pprof", rr.Rate, strategy, lg.suffix),
 			time.Duration(math.Ceil(float64(rr.Updates)/rr.Rate))*time.Second)
 	}
 	err = schedule(ctx, rr, func(i int, from time.Time) error {

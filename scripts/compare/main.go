@@ -8,9 +8,19 @@
 //     <!-- compare:end --> in 06-grpc/NOTES.md and README.md,
 //   - SVG charts and results.json in scripts/compare/results.
 //
-// The full size takes about six minutes on a 2-core machine:
+// With -nats it also measures the cost of the broker hop: each rate's
+// latency runs again against a server that keeps its log in NATS JetStream
+// (-nats embedded: a NATS server inside the server's process), right after
+// the same runs with the log in memory, and publish and broadcast
+// throughput with either log. It writes that table between the markers
+// <!-- compare-nats:begin --> and <!-- compare-nats:end --> in those of the
+// -markdown files that have them, and into results.json's "nats".
+//
+// The full size takes about six minutes on a 2-core machine, about nine
+// with -nats:
 //
 //	go run ./scripts/compare
+//	go run ./scripts/compare -nats
 //	go run ./scripts/compare -size smoke -out /tmp/compare -markdown ''   # seconds: proves it works
 //
 // Run it from the repository root, on a machine doing nothing else: every
@@ -53,6 +63,8 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 	markdown := fs.String("markdown", "06-grpc/NOTES.md,README.md", "comma-separated files whose compare markers get the table; empty writes none")
 	progress := fs.String("progress", "auto", "progress display: bar, lines, or auto (a bar on a terminal)")
 	from := fs.String("from", "", "measure nothing: write the table and the charts from this results.json of an earlier run")
+	withNats := fs.Bool("nats", false, "also measure the broker hop: the latency runs again with the server's log in NATS JetStream (-nats embedded),\n"+
+		"and publish and broadcast throughput with either log, for the table between the compare-nats markers (about three minutes more)")
 	profileDir := fs.String("profile", "", "write CPU profiles of the server into this folder: the runs at the higher rate and the largest broadcasts (go tool pprof reads them)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -97,16 +109,20 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 			}
 			prof = &profiler{dir: *profileDir}
 		}
-		results, err = measure(ctx, chapter, size, p, prof)
+		results, err = measure(ctx, chapter, size, p, prof, *withNats)
 		if err != nil {
 			return err
 		}
 		results.Size = *sizeName
 	}
-	table := results.Markdown()
+	table, natsTable := results.Markdown(), results.NatsMarkdown()
 	fmt.Fprintln(stdout, results.Machine.String())
 	fmt.Fprintln(stdout)
 	fmt.Fprint(stdout, table)
+	if natsTable != "" {
+		fmt.Fprintln(stdout)
+		fmt.Fprint(stdout, natsTable)
+	}
 
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
@@ -124,10 +140,28 @@ func run(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writ
 		fmt.Fprintln(stdout, "wrote", c)
 	}
 	for _, f := range files {
-		if err := replaceBetweenMarkers(f, table); err != nil {
+		if err := replaceBetweenMarkers(f, compareMarkers, table); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "wrote the table into", f)
+	}
+	if natsTable != "" && len(files) > 0 {
+		wrote := false
+		for _, f := range files {
+			if has, err := hasMarkers(f, natsMarkers); err != nil {
+				return err
+			} else if !has {
+				continue
+			}
+			if err := replaceBetweenMarkers(f, natsMarkers, natsTable); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "wrote the broker hop's table into", f)
+			wrote = true
+		}
+		if !wrote {
+			fmt.Fprintln(stdout, "no -markdown file has the", natsMarkers.begin, "line: the broker hop's table is only above")
+		}
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ type size struct {
 	Fanouts  []int         // subscribers of one broadcast
 	Rounds   int           // broadcasts measured at each fan-out
 	DeadPeer time.Duration // how long a server may take to notice a dead peer before the run gives up on it
+	Nats     natsSize      // with -nats: the throughput runs
 }
 
 // A rateRun is one subscriber receiving Updates published at Rate per
@@ -37,12 +38,14 @@ var sizes = map[string]size{
 		Fanouts:  []int{100, 1000, 10000},
 		Rounds:   5,
 		DeadPeer: 150 * time.Second,
+		Nats:     natsSize{PublishFor: 5 * time.Second, Publishers: []int{1, 16}, Broadcast: 1000, Rounds: 5},
 	},
 	"smoke": {
 		Rates:    []rateRun{{Rate: 2, Updates: 3, Concurrent: true}, {Rate: 50, Updates: 20}},
 		Fanouts:  []int{10},
 		Rounds:   1,
 		DeadPeer: time.Second,
+		Nats:     natsSize{PublishFor: 500 * time.Millisecond, Publishers: []int{1, 4}, Broadcast: 10, Rounds: 1},
 	},
 }
 
@@ -74,8 +77,14 @@ var deadPeerStrategies = []string{"long", "sse", "ws", "webhook", "grpc"}
 // measure runs every workload of size against the chapter's server. With a
 // profiler, the server is built to serve CPU profiles, and the profiler
 // takes one of every run at the higher rate and at the largest broadcast.
-func measure(ctx context.Context, chapter string, sz size, p *progress, prof *profiler) (*Results, error) {
+// With withNats, each rate's latency runs are followed by the same runs
+// against a server that keeps its log in NATS JetStream, and the run ends
+// with the publish and broadcast throughput of either log.
+func measure(ctx context.Context, chapter string, sz size, p *progress, prof *profiler, withNats bool) (*Results, error) {
 	total := len(sz.Rates)*(len(strategies)+1) + len(sz.Fanouts)*(len(fanoutStrategies)+1) + len(deadPeerStrategies)
+	if withNats {
+		total += natsTotal(sz)
+	}
 	p.start(total)
 	defer p.finish()
 
@@ -87,48 +96,22 @@ func measure(ctx context.Context, chapter string, sz size, p *progress, prof *pr
 	defer os.RemoveAll(bins.dir)
 
 	results := &Results{Machine: thisMachine(), Date: time.Now().UTC().Truncate(time.Second)}
+	if withNats {
+		results.Nats = &NatsResults{}
+	}
 	for _, rr := range sz.Rates {
-		runs := append([]string{floor}, strategies...)
-		got := make([]LatencyResult, len(runs))
-		errs := make([]error, len(runs))
-		// Concurrent runs start their schedules together, once every
-		// subscriber is connected: one that starts while another's server
-		// is still starting would measure the start.
-		var connected sync.WaitGroup
-		connected.Add(len(runs))
-		one := func(i int) {
-			arrive := sync.OnceFunc(connected.Done)
-			defer arrive() // a run that fails early must not hold the others
-			ready := func() {}
-			if rr.Concurrent {
-				ready = func() { arrive(); connected.Wait() }
-			}
-			if runs[i] == floor {
-				got[i], errs[i] = measureFloor(ctx, rr, ready)
-			} else {
-				got[i], errs[i] = measureLatency(ctx, bins, runs[i], rr, ready)
-			}
-			p.done(fmt.Sprintf("latency at %g/s: %s", rr.Rate, runs[i]))
-		}
-		if rr.Concurrent {
-			p.phase(fmt.Sprintf("latency at %g/s: all at once, %d updates each (%s)", rr.Rate, rr.Updates, approx(float64(rr.Updates)/rr.Rate)))
-			var wg sync.WaitGroup
-			for i := range runs {
-				wg.Go(func() { one(i) })
-			}
-			wg.Wait()
-		} else {
-			for i := range runs {
-				p.phase(fmt.Sprintf("latency at %g/s: %s, %d updates (%s)", rr.Rate, runs[i], rr.Updates, approx(float64(rr.Updates)/rr.Rate)))
-				one(i)
-			}
-		}
-		for i, err := range errs {
-			if err != nil {
-				return nil, fmt.Errorf("latency at %g/s, %s: %w", rr.Rate, runs[i], err)
-			}
+		got, err := measureRate(ctx, bins, memoryLog, rr, append([]string{floor}, strategies...), p)
+		if err != nil {
+			return nil, err
 		}
 		results.Latency = append(results.Latency, got...)
+		if withNats {
+			got, err := measureRate(ctx, bins, natsLog, rr, strategies, p)
+			if err != nil {
+				return nil, err
+			}
+			results.Nats.Latency = append(results.Nats.Latency, got...)
+		}
 	}
 
 	for _, n := range sz.Fanouts {
@@ -143,7 +126,7 @@ func measure(ctx context.Context, chapter string, sz size, p *progress, prof *pr
 	for _, strategy := range fanoutStrategies {
 		for _, n := range sz.Fanouts {
 			p.phase(fmt.Sprintf("broadcast: %s to %d, %d rounds", strategy, n, sz.Rounds))
-			fan, idle, err := measureFanout(ctx, bins, strategy, n, sz.Rounds, n == slices.Max(sz.Fanouts))
+			fan, idle, err := measureFanout(ctx, bins, memoryLog, strategy, n, sz.Rounds, n == slices.Max(sz.Fanouts))
 			if err != nil {
 				return nil, fmt.Errorf("broadcast, %s to %d: %w", strategy, n, err)
 			}
@@ -172,7 +155,59 @@ func measure(ctx context.Context, chapter string, sz size, p *progress, prof *pr
 		}
 	}
 	results.DeadPeer = dead
+
+	if withNats {
+		if err := measureNatsThroughput(ctx, bins, sz.Nats, p, results.Nats); err != nil {
+			return nil, err
+		}
+	}
 	return results, ctx.Err()
+}
+
+// measureRate measures the latency of every one of runs (the strategies,
+// and the floor) at one rate, with the server's log in lg.
+func measureRate(ctx context.Context, bins binaries, lg logKind, rr rateRun, runs []string, p *progress) ([]LatencyResult, error) {
+	what := fmt.Sprintf("latency at %g/s%s", rr.Rate, lg.label)
+	got := make([]LatencyResult, len(runs))
+	errs := make([]error, len(runs))
+	// Concurrent runs start their schedules together, once every
+	// subscriber is connected: one that starts while another's server
+	// is still starting would measure the start.
+	var connected sync.WaitGroup
+	connected.Add(len(runs))
+	one := func(i int) {
+		arrive := sync.OnceFunc(connected.Done)
+		defer arrive() // a run that fails early must not hold the others
+		ready := func() {}
+		if rr.Concurrent {
+			ready = func() { arrive(); connected.Wait() }
+		}
+		if runs[i] == floor {
+			got[i], errs[i] = measureFloor(ctx, rr, ready)
+		} else {
+			got[i], errs[i] = measureLatency(ctx, bins, lg, runs[i], rr, ready)
+		}
+		p.done(fmt.Sprintf("%s: %s", what, runs[i]))
+	}
+	if rr.Concurrent {
+		p.phase(fmt.Sprintf("%s: all at once, %d updates each (%s)", what, rr.Updates, approx(float64(rr.Updates)/rr.Rate)))
+		var wg sync.WaitGroup
+		for i := range runs {
+			wg.Go(func() { one(i) })
+		}
+		wg.Wait()
+	} else {
+		for i := range runs {
+			p.phase(fmt.Sprintf("%s: %s, %d updates (%s)", what, runs[i], rr.Updates, approx(float64(rr.Updates)/rr.Rate)))
+			one(i)
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("%s, %s: %w", what, runs[i], err)
+		}
+	}
+	return got, nil
 }
 
 func approx(seconds float64) string {

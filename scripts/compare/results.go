@@ -20,6 +20,7 @@ type Results struct {
 	Fanout   []FanoutResult   `json:"broadcast"`
 	Idle     []IdleResult     `json:"idle"`
 	DeadPeer []DeadPeerResult `json:"dead_peer"`
+	Nats     *NatsResults     `json:"nats,omitempty"` // with -nats
 }
 
 // WriteJSON writes r to path, indented, for a reader or a later chart.
@@ -355,42 +356,51 @@ func thousands(n int) string {
 	return s
 }
 
-const (
-	beginMarker = "<!-- compare:begin -->"
-	endMarker   = "<!-- compare:end -->"
+// markers are the two lines that a table is written between.
+type markers struct{ begin, end string }
+
+var (
+	compareMarkers = markers{"<!-- compare:begin -->", "<!-- compare:end -->"}
+	natsMarkers    = markers{"<!-- compare-nats:begin -->", "<!-- compare-nats:end -->"}
 )
 
-// replaceBetweenMarkers replaces what file holds between its compare markers
+// replaceBetweenMarkers replaces what file holds between its markers m
 // with text.
-func replaceBetweenMarkers(file, text string) error {
+func replaceBetweenMarkers(file string, m markers, text string) error {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	updated, err := betweenMarkers(data, text)
+	updated, err := betweenMarkers(data, m, text)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
 	return os.WriteFile(file, updated, 0o644)
 }
 
-func betweenMarkers(data []byte, text string) ([]byte, error) {
-	before, rest, ok := bytes.Cut(data, []byte(beginMarker))
+// hasMarkers reports whether file holds the begin line of m.
+func hasMarkers(file string, m markers) (bool, error) {
+	data, err := os.ReadFile(file)
+	return bytes.Contains(data, []byte(m.begin)), err
+}
+
+func betweenMarkers(data []byte, m markers, text string) ([]byte, error) {
+	before, rest, ok := bytes.Cut(data, []byte(m.begin))
 	if !ok {
-		return nil, errors.New("no " + beginMarker + " line")
+		return nil, errors.New("no " + m.begin + " line")
 	}
-	_, after, ok := bytes.Cut(rest, []byte(endMarker))
+	_, after, ok := bytes.Cut(rest, []byte(m.end))
 	if !ok {
-		return nil, errors.New("no " + endMarker + " after " + beginMarker)
+		return nil, errors.New("no " + m.end + " after " + m.begin)
 	}
-	if bytes.Contains(after, []byte(beginMarker)) {
-		return nil, errors.New("more than one " + beginMarker)
+	if bytes.Contains(after, []byte(m.begin)) {
+		return nil, errors.New("more than one " + m.begin)
 	}
 	var out bytes.Buffer
 	out.Write(before)
-	out.WriteString(beginMarker + "\n")
+	out.WriteString(m.begin + "\n")
 	out.WriteString(strings.TrimRight(text, "\n") + "\n")
-	out.WriteString(endMarker)
+	out.WriteString(m.end)
 	out.Write(after)
 	return out.Bytes(), nil
 }
