@@ -56,6 +56,7 @@ func TestCompareFailure_ComparesTheTestNamesAndTheKeyLinesOnly(t *testing.T) {
 		Keys:   map[string][]string{"TestAbs": {"abs_test.go:N: Abs(-2) = -2, want 2"}},
 	}
 	broken := RedRun{BuildFailed: true, BuildKey: "calc/calc_test.go:6:12: undefined: Add"}
+	partly := RedRun{BuildFailed: true, BuildKey: "calc/calc_test.go:6:12: undefined: Add", Failed: map[string]bool{"TestAbs": true}}
 	cases := []struct {
 		name  string
 		shown string
@@ -111,6 +112,11 @@ func TestCompareFailure_ComparesTheTestNamesAndTheKeyLinesOnly(t *testing.T) {
 				"the README shows TestAdd failing, but the real run does not build",
 				`the README does not show the real build failure, which begins "calc/calc_test.go:6:12: undefined: Add"`,
 			},
+		},
+		{
+			name:  "a package that builds fails its tests beside one that does not",
+			shown: "# realtime/01-one/calc\ncalc/calc_test.go:6:12: undefined: Add\n--- FAIL: TestAbs (0.00s)\nFAIL\trealtime/01-one/abs\n",
+			run:   partly,
 		},
 	}
 	for _, c := range cases {
