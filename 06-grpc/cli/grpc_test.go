@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/assert"
@@ -99,16 +100,23 @@ func TestServer_ListsItsOpenGRPCStreamsOnGETGRPCSubscribers(t *testing.T) {
 	_, err = stream.Header()
 	require.NoError(t, err, "the stream is open: the server sent its epoch")
 
-	resp, err := http.Get(url + "/grpc/subscribers")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var list struct {
+	type subscribers struct {
 		Subscribers []struct {
 			Cursor string `json:"cursor"`
 		} `json:"subscribers"`
 	}
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+	// The header leaves as Subscribe starts; the stream is listed a moment
+	// later, once it has read the log: ask until it is (a bounded poll).
+	var list subscribers
+	for deadline := time.Now().Add(testkit.WaitTimeout); len(list.Subscribers) == 0 && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		resp, err := http.Get(url + "/grpc/subscribers")
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		list = subscribers{}
+		err = json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		require.NoError(t, err)
+	}
 	require.Len(t, list.Subscribers, 1, "the HTTP server lists the gRPC server's one stream")
 	assert.Regexp(t, `^[0-9A-Za-z_-]+-0$`, list.Subscribers[0].Cursor, "sent nothing yet: at 0 of this run")
 }

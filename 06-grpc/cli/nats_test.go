@@ -2,9 +2,13 @@ package cli_test
 
 import (
 	"context"
+	"encoding/json"
+	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/assert"
@@ -83,4 +87,53 @@ func TestCluster_AServerWhoseNATSCannotBeReachedSaysSoAndStops(t *testing.T) {
 
 	assert.ErrorContains(t, err, "-nats nats://127.0.0.1:1: nats: no servers available for connection")
 	assert.NotContains(t, stdout.String(), "serving on")
+}
+
+func TestCluster_AnEmbeddedNATSThatCannotListenSaysWhyAtOnce(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+
+	var stdout, stderr testkit.Buffer
+	err = cli.RunServer(context.Background(), []string{"server", "-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-nats", "embedded", "-nats-listen", taken.Addr().String()},
+		strings.NewReader(""), &stdout, &stderr)
+
+	assert.ErrorContains(t, err, "address already in use")
+	assert.NotContains(t, stdout.String(), "serving on")
+}
+
+func TestCluster_AWebhookRegisteredOnOneServerIsKnownToEvery(t *testing.T) {
+	_, urls := startCluster(t)
+	resp, err := http.Post(urls[0]+"/webhooks", "application/json", strings.NewReader(`{"url":"http://127.0.0.1:9/hook"}`))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+	var reg struct {
+		ID string `json:"id"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&reg))
+
+	for _, url := range urls[1:] {
+		deadline := time.Now().Add(testkit.WaitTimeout)
+		for {
+			resp, err := http.Get(url + "/webhooks/" + reg.ID)
+			require.NoError(t, err)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+			require.False(t, time.Now().After(deadline), "%s still answers %d for %s after %v", url, resp.StatusCode, reg.ID, testkit.WaitTimeout)
+			time.Sleep(time.Millisecond) // a bounded poll: the registration reaches it through the broker
+		}
+	}
+}
+
+func TestCluster_AnErrorDoesNotRepeatTheNATSPassword(t *testing.T) {
+	var stdout, stderr testkit.Buffer
+	err := cli.RunServer(context.Background(), []string{"server", "-addr", "127.0.0.1:0", "-grpc-addr", "127.0.0.1:0", "-nats", "nats://realtime:s3cret@127.0.0.1:1"},
+		strings.NewReader(""), &stdout, &stderr)
+
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "s3cret")
+	assert.Contains(t, err.Error(), "-nats nats://realtime:xxxxx@127.0.0.1:1:", "which NATS, and as whom")
 }

@@ -106,7 +106,7 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		*maxHeld = max(*maxHeld-*maxWebhooks, 1)
 	}
 
-	log, closeLog, err := openLog(ctx, *natsURL, *natsListen, *natsDir, *history, stdout)
+	log, hooks, closeLog, err := openLog(ctx, *natsURL, *natsListen, *natsDir, *history, stdout)
 	if err != nil {
 		return err
 	}
@@ -127,6 +127,9 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	if *debug {
 		opts = append(opts, server.WithRuntimeStats())
+	}
+	if hooks != nil {
+		opts = append(opts, server.WithSharedWebhooks(hooks, server.DefaultWebhookLease))
 	}
 	rpc := grpcserver.New(log, grpcserver.WithMaxStreams(*maxStreams))
 	opts = append(opts, server.WithGRPCSubscribers(grpcSubscribers(rpc)))
@@ -159,11 +162,13 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 // openLog opens the log the server reads: in this process's memory, or,
 // with natsURL, a NATS JetStream stream, on the NATS at that URL or on one
 // run inside this process ("embedded"), which listens at natsListen for
-// other servers if that is not empty. It returns the log and what closes it.
-func openLog(ctx context.Context, natsURL, natsListen, natsDir string, history int, stdout io.Writer) (feed.Store, func(), error) {
+// other servers if that is not empty. It returns the log, where webhook
+// registrations are shared with the other servers (nil: in this process's
+// memory), and what closes them.
+func openLog(ctx context.Context, natsURL, natsListen, natsDir string, history int, stdout io.Writer) (feed.Store, server.WebhookStore, func(), error) {
 	if natsURL == "" {
 		log, err := feed.New(history)
-		return log, func() {}, err
+		return log, nil, func() {}, err
 	}
 	var closers []func()
 	closeAll := func() {
@@ -176,7 +181,7 @@ func openLog(ctx context.Context, natsURL, natsListen, natsDir string, history i
 		if natsDir == "" {
 			dir, err := os.MkdirTemp("", "realtime-nats-")
 			if err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			closers = append(closers, func() { os.RemoveAll(dir) })
 			natsDir = dir
@@ -184,7 +189,7 @@ func openLog(ctx context.Context, natsURL, natsListen, natsDir string, history i
 		ns, err := natsfeed.StartEmbedded(natsDir, natsListen)
 		if err != nil {
 			closeAll()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		closers = append(closers, ns.Shutdown)
 		if url := ns.URL(); url != "" {
@@ -193,26 +198,59 @@ func openLog(ctx context.Context, natsURL, natsListen, natsDir string, history i
 		nc, err = ns.Connect()
 		if err != nil {
 			closeAll()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	} else {
 		var err error
 		// A server outlives its broker's restarts: it reconnects for as
-		// long as it runs, and its log answers errors meanwhile.
-		nc, err = nats.Connect(natsURL, nats.Name("realtime server"), nats.MaxReconnects(-1))
+		// long as it runs, and its log answers errors meanwhile. It keeps
+		// nothing to send once reconnected: a publish answered with an
+		// error must not reach the stream later, behind the client's back.
+		nc, err = nats.Connect(natsURL, nats.Name("realtime server"), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
 		if err != nil {
-			return nil, nil, fmt.Errorf("-nats %s: %w", natsURL, err)
+			return nil, nil, nil, fmt.Errorf("-nats %s: %w", redacted(natsURL), err)
 		}
 	}
 	closers = append(closers, nc.Close)
 	log, err := natsfeed.New(ctx, nc, natsfeed.Config{History: history})
 	if err != nil {
 		closeAll()
-		return nil, nil, fmt.Errorf("-nats %s: %w", natsURL, err)
+		return nil, nil, nil, fmt.Errorf("-nats %s: %w", redacted(natsURL), err)
 	}
 	closers = append(closers, log.Close)
 	fmt.Fprintf(stdout, "log: NATS JetStream stream %s, epoch %s, newest update %d\n", natsfeed.DefaultStream, log.Epoch(), log.Last())
-	return log, closeAll, nil
+	hooks, err := natsfeed.NewRegistrations(ctx, nc, natsfeed.Config{})
+	if err != nil {
+		closeAll()
+		return nil, nil, nil, fmt.Errorf("-nats %s: %w", redacted(natsURL), err)
+	}
+	return log, hooks, closeAll, nil
+}
+
+// redacted returns the -nats URLs (one, or several separated by commas, as
+// nats.Connect takes them) fit for an error message: a password shows as
+// xxxxx, and so does a token, which NATS takes in the user's place.
+func redacted(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, part := range parts {
+		part = strings.TrimSpace(part)
+		if !strings.Contains(part, "://") {
+			part = "nats://" + part // as nats.Connect reads it: user:pass@host is not a scheme
+		}
+		u, err := url.Parse(part)
+		switch {
+		case err != nil && strings.Contains(part, "@"):
+			parts[i] = "(a URL that does not parse)"
+		case err != nil || u.User == nil:
+			// nothing to hide
+		default:
+			if _, ok := u.User.Password(); !ok {
+				u.User = url.User("xxxxx")
+			}
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // grpcSubscribers is rpc's list of open streams as the HTTP server takes

@@ -56,6 +56,17 @@ type Entry struct {
 	JSON []byte `json:"-"`
 }
 
+// NewEntry returns u as the log would hold it: a log whose updates are
+// stamped elsewhere hands out one it read from there, and not from its copy,
+// in the same shape.
+func NewEntry(u Update) (Entry, error) {
+	encoded, err := encode(u)
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{Update: u, JSON: encoded}, nil
+}
+
 // Limit bounds what one call to After hands out, so that one answer costs
 // memory in proportion to the limit, never to the history.
 type Limit struct {
@@ -180,6 +191,7 @@ type Log struct {
 	history int
 
 	changed chan struct{} // closed by the next Publish, then replaced; guarded by mu
+	ended   bool          // by End: changed stays closed; guarded by mu
 
 	subscribers map[*Subscription]struct{} // guarded by mu
 }
@@ -190,6 +202,11 @@ type Option func(*Log)
 // WithEpoch fixes the log's epoch instead of drawing a random one; tests use
 // it to name runs.
 func WithEpoch(epoch string) Option { return func(l *Log) { l.epoch = epoch } }
+
+// WithLast starts the log after update last, holding nothing: a copy of a
+// log whose older updates are gone (a stream that was purged) goes on from
+// there, and a cursor at last is where it should be, not a gap.
+func WithLast(last uint64) Option { return func(l *Log) { l.base, l.last = last+1, last } }
 
 // WithClock replaces time.Now for stamping updates.
 func WithClock(now func() time.Time) Option { return func(l *Log) { l.now = now } }
@@ -206,12 +223,13 @@ func New(history int, opts ...Option) (*Log, error) {
 		opt(l)
 	}
 	if l.epoch == "" {
-		l.epoch = randomEpoch()
+		l.epoch = NewEpoch()
 	}
 	return l, nil
 }
 
-func randomEpoch() string {
+// NewEpoch draws a new, random epoch: 16 hex digits.
+func NewEpoch() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms.
 	return hex.EncodeToString(b[:])
@@ -229,6 +247,9 @@ func (l *Log) Publish(data string) (Entry, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.ended {
+		return Entry{}, ErrEnded
+	}
 	return l.add(Update{ID: l.last + 1, Data: data, Time: l.now().UTC()})
 }
 
@@ -253,6 +274,8 @@ func (l *Log) Add(u Update) (Entry, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
+	case l.ended:
+		return Entry{}, ErrEnded
 	case u.ID <= l.last:
 		return Entry{}, fmt.Errorf("update %d is not after the newest, %d", u.ID, l.last)
 	case u.ID > l.last+1:
@@ -269,12 +292,11 @@ func (l *Log) Add(u Update) (Entry, error) {
 // add appends u, whose id is l.last+1, and hands it to every subscriber;
 // l.mu must be held.
 func (l *Log) add(u Update) (Entry, error) {
-	encoded, err := encode(u)
+	e, err := NewEntry(u)
 	if err != nil {
 		return Entry{}, err
 	}
 	l.last = u.ID
-	e := Entry{Update: u, JSON: encoded}
 	if len(l.ring) < l.history {
 		l.ring = append(l.ring, e)
 	} else {
@@ -304,6 +326,30 @@ func encode(u Update) ([]byte, error) {
 		return nil, fmt.Errorf("encode update %d: %w", u.ID, err)
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// ErrEnded is the reason an ended log gives for refusing an update.
+var ErrEnded = errors.New("the log has ended")
+
+// End ends the log: a copy of a log that is gone (a stream deleted and
+// created anew) ends, and a new copy takes its place. Every subscriber is
+// dropped, as after a gap, so that each resumes from its cursor on the new
+// copy; every waiter on Changed wakes and looks again. Afterwards Changed
+// answers at once, a subscriber is dropped as soon as it subscribes, and
+// Publish and Add refuse with ErrEnded; After still answers from what the
+// log held. Ending an ended log does nothing.
+func (l *Log) End() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		return
+	}
+	l.ended = true
+	close(l.changed) // and never replaced: there is no next update to wait for
+	for sub := range l.subscribers {
+		sub.dropped = true
+		sub.end()
+	}
 }
 
 // Changed returns a channel that the next Publish closes. Take it before
@@ -397,6 +443,10 @@ func (l *Log) SubscribeAfter(c Cursor, queue int) ([]Entry, uint64, *Subscriptio
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.subscribers[sub] = struct{}{}
+	if l.ended {
+		sub.dropped = true
+		sub.end()
+	}
 	if err := l.check(c); err != nil {
 		return nil, l.last, sub, err
 	}

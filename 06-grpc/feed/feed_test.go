@@ -577,3 +577,69 @@ func TestLog_AddAfterAGapStartsTheHistoryThereAndDropsEverySubscriber(t *testing
 	assert.Equal(t, added[2:], got, "the newest four, from where the gap left off")
 	assert.Equal(t, uint64(12), last)
 }
+
+func TestLog_WithLastGoesOnFromThereWithNothingOlder(t *testing.T) {
+	log, err := feed.New(4, feed.WithEpoch("run-1"), feed.WithLast(7))
+	require.NoError(t, err)
+	_, _, sub, err := log.SubscribeAfter(feed.Cursor{After: 7, Epoch: "run-1"}, 4)
+	require.NoError(t, err, "a client at 7 missed nothing")
+	defer sub.Close()
+
+	e, err := log.Add(feed.Update{ID: 8, Data: "h", Time: time.Date(2026, 11, 26, 7, 0, 0, 0, time.UTC)})
+	require.NoError(t, err)
+
+	assert.Equal(t, uint64(8), log.Last())
+	got, ok := <-sub.Updates()
+	require.True(t, ok, "8 follows 7: no gap, the subscriber stays")
+	assert.Equal(t, e, *got)
+	_, _, err = log.After(feed.Cursor{After: 6, Epoch: "run-1"}, feed.Limit{Updates: 8, Bytes: 1 << 20})
+	assert.ErrorIs(t, err, feed.ErrGap, "7 is not held")
+}
+
+func TestLog_EndDropsEverySubscriberAndWakesEveryWaiter(t *testing.T) {
+	log := newLog(t, 4)
+	publish(t, log, "a")
+	_, _, sub, err := log.SubscribeAfter(feed.Cursor{After: 1, Epoch: "run-1"}, 4)
+	require.NoError(t, err)
+	changed := log.Changed()
+
+	log.End()
+
+	assert.True(t, ended(sub), "a subscriber is ended")
+	assert.True(t, sub.Dropped(), "as after a gap: it resumes from its cursor, elsewhere")
+	assert.True(t, isClosed(changed), "a waiter on Changed is woken")
+
+	t.Run("and afterwards", func(t *testing.T) {
+		assert.True(t, isClosed(log.Changed()), "Changed answers at once: a waiter would wait for an update that never comes")
+		_, err := log.Publish("b")
+		assert.ErrorIs(t, err, feed.ErrEnded)
+		_, err = log.Add(feed.Update{ID: 2, Data: "b"})
+		assert.ErrorIs(t, err, feed.ErrEnded)
+		_, _, late, err := log.SubscribeAfter(feed.Cursor{After: 1, Epoch: "run-1"}, 4)
+		require.NoError(t, err)
+		assert.True(t, ended(late), "a subscriber that comes late is ended too")
+		assert.True(t, late.Dropped())
+		log.End() // and ending it again is harmless
+	})
+}
+
+// isClosed reports whether ch is closed now, without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// ended reports whether sub's channel is closed now, without waiting; it
+// must hold no update.
+func ended(sub *feed.Subscription) bool {
+	select {
+	case _, ok := <-sub.Updates():
+		return !ok
+	default:
+		return false
+	}
+}

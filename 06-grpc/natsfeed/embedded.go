@@ -32,12 +32,20 @@ func StartEmbedded(dir, listen string) (*Embedded, error) {
 	if listen != "" {
 		host, port, err := net.SplitHostPort(listen)
 		if err != nil {
-			return nil, fmt.Errorf("nats-listen: %w", err)
+			return nil, fmt.Errorf("embedded NATS server: %w", err)
 		}
 		opts.Host = host
 		if opts.Port, err = strconv.Atoi(port); err != nil {
-			return nil, fmt.Errorf("nats-listen: port %q is not a number", port)
+			return nil, fmt.Errorf("embedded NATS server: port %q is not a number", port)
 		}
+		// A NATS server that cannot listen logs why (this one logs
+		// nothing) and never gets ready: try the address first, to say why
+		// at once.
+		probe, err := net.Listen("tcp", listen)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS server: %w", err)
+		}
+		probe.Close()
 		if opts.Port == 0 {
 			opts.Port = natsserver.RANDOM_PORT
 		}
@@ -64,9 +72,11 @@ func (e *Embedded) URL() string {
 }
 
 // Connect opens a connection to it from this process, with no network in
-// between.
+// between. Like a connection to a NATS elsewhere, it keeps nothing to send
+// while it reconnects: a publish answered with an error must not reach the
+// stream later.
 func (e *Embedded) Connect() (*nats.Conn, error) {
-	return nats.Connect("", nats.InProcessServer(e.server), nats.Name("realtime server"))
+	return nats.Connect("", nats.InProcessServer(e.server), nats.Name("realtime server"), nats.ReconnectBufSize(-1))
 }
 
 // Shutdown stops it and waits until it has stopped.

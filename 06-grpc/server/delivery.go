@@ -53,6 +53,9 @@ func (h *webhooks) run(ctx context.Context, sub *subscription, cursor feed.Curso
 			}
 			cursor = here
 			sub.delivered(cursor, time.Now())
+			if !h.share(ctx, sub) {
+				return
+			}
 			continue
 		}
 		for _, e := range entries {
@@ -62,6 +65,9 @@ func (h *webhooks) run(ctx context.Context, sub *subscription, cursor feed.Curso
 			}
 			cursor = next
 			sub.delivered(cursor, time.Now())
+			if !h.share(ctx, sub) {
+				return
+			}
 		}
 		if len(entries) > 0 {
 			continue
@@ -93,7 +99,7 @@ func (h *webhooks) deliver(ctx context.Context, sub *subscription, id string, bo
 			return false
 		}
 		delay, disabled := sub.failed(err, h.cfg.webhookRetry, time.Now())
-		if disabled {
+		if !h.share(ctx, sub) || disabled {
 			return false
 		}
 		timer := time.NewTimer(delay)

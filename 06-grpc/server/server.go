@@ -76,6 +76,8 @@ type config struct {
 	webhookTimeout time.Duration  // webhooks: how long one delivery attempt may take
 	webhookAllow   []netip.Prefix // webhooks: the addresses deliveries may go to
 	maxWebhooks    int            // webhooks: the most registrations at once
+	webhookStore   WebhookStore   // webhooks: where registrations are shared with other servers; nil: in memory
+	webhookLease   time.Duration  // webhooks: how long a server delivers to a shared one before it renews its claim
 
 	grpcSubscribers func() []GRPCSubscriber // the gRPC server's open streams; nil without one
 

@@ -49,12 +49,16 @@ type webhooks struct {
 	subs map[string]*subscription
 
 	registered uint64 // guarded by mu: registrations so far, for their order in the list
+	me         string // names this server in shared registrations' records
 }
 
 func newWebhooks(log feed.Store, cfg config) *webhooks {
-	h := &webhooks{log: log, cfg: cfg, client: newDeliveryClient(cfg), subs: make(map[string]*subscription)}
+	h := &webhooks{log: log, cfg: cfg, client: newDeliveryClient(cfg), subs: make(map[string]*subscription), me: newServerID()}
 	h.stopping, h.stop = context.WithCancel(context.Background())
 	h.cut, h.cutNow = context.WithCancel(context.Background())
+	if cfg.webhookStore != nil {
+		h.wg.Go(h.watch)
+	}
 	return h
 }
 
@@ -100,6 +104,14 @@ type subscription struct {
 
 	mu    sync.Mutex
 	state subscriptionState
+
+	// With shared registrations (WithSharedWebhooks), guarded by mu too:
+	rev    uint64        // the newest revision of its record this server knows
+	mine   uint64        // the revision this server wrote last, while it holds the lease; else 0
+	owner  string        // the server that holds the lease
+	lease  time.Time     // until when
+	saving sync.Mutex    // one write of the record at a time
+	wake   chan struct{} // the record changed: a server waiting for the lease looks again
 }
 
 // subscriptionState is what GET /webhooks/{id} shows: enough for the owner of
@@ -146,8 +158,13 @@ func (h *webhooks) handleRegister() http.Handler {
 		if cursor.After == 0 {
 			cursor.Epoch = h.log.Epoch() // nothing seen, nothing to lose: start in this run
 		}
-		sub := &subscription{id: newSubscriptionID(), url: dest, secret: webhook.NewSecret()}
+		sub := &subscription{id: newSubscriptionID(), url: dest, secret: webhook.NewSecret(), wake: make(chan struct{}, 1)}
 		sub.state = subscriptionState{ID: sub.id, URL: dest.String(), Cursor: cursor.String()}
+		if err := h.create(r.Context(), sub); err != nil {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "registration could not be saved: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		ctx, stop := context.WithCancel(h.cut)
 		sub.stop = stop
 		h.mu.Lock()
@@ -156,12 +173,14 @@ func (h *webhooks) handleRegister() http.Handler {
 			// not be waited for, and would never deliver.
 			h.mu.Unlock()
 			stop()
+			_ = h.forget(r.Context(), sub)
 			http.Error(w, "server shutting down: registration refused", http.StatusServiceUnavailable)
 			return
 		}
 		if n := len(h.subs); n >= h.cfg.maxWebhooks {
 			h.mu.Unlock()
 			stop()
+			_ = h.forget(r.Context(), sub)
 			w.Header().Set("Retry-After", strconv.Itoa(int(busyRetryAfter/time.Second)))
 			http.Error(w, fmt.Sprintf("server busy: %d webhooks are registered already; retry in %v", n, busyRetryAfter), http.StatusServiceUnavailable)
 			return
@@ -169,7 +188,7 @@ func (h *webhooks) handleRegister() http.Handler {
 		h.registered++
 		sub.seq = h.registered
 		h.subs[sub.id] = sub
-		h.wg.Go(func() { h.run(ctx, sub, cursor) }) // under mu: shutdown's Wait starts after it
+		h.wg.Go(func() { h.deliverTo(ctx, sub, cursor) }) // under mu: shutdown's Wait starts after it
 		h.mu.Unlock()
 
 		w.Header().Set("Location", "/webhooks/"+sub.id)
@@ -282,6 +301,11 @@ func (h *webhooks) handleDelete() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sub, ok := h.lookup(w, r)
 		if !ok {
+			return
+		}
+		if err := h.forget(r.Context(), sub); err != nil {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "registration could not be deleted: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		h.mu.Lock()
