@@ -49,7 +49,7 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	var webhookAllow []netip.Prefix
 	fs.Func("webhook-allow", "comma-separated IP `prefixes` or addresses that webhooks may be delivered to, replacing loopback\n"+
 		"(default 127.0.0.0/8,::1/128); a registered name is checked by the address it resolves to", addPrefixes(&webhookAllow))
-	maxWebhooks := fs.Int("max-webhooks", server.DefaultMaxWebhooks, "the most webhooks registered at once; more get 503 and Retry-After")
+	maxWebhooks := fs.Int("max-webhooks", server.DefaultMaxWebhooks, "the most webhooks registered at once; more get 503 and Retry-After, unless a disabled one gives its place")
 	if err := parseFlags(fs, args[1:], stderr); err != nil {
 		return err
 	}
