@@ -57,7 +57,7 @@ func RunServer(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	var webhookAllow []netip.Prefix
 	fs.Func("webhook-allow", "comma-separated IP `prefixes` or addresses that webhooks may be delivered to, replacing loopback\n"+
 		"(default 127.0.0.0/8,::1/128); a registered name is checked by the address it resolves to", addPrefixes(&webhookAllow))
-	maxWebhooks := fs.Int("max-webhooks", server.DefaultMaxWebhooks, "the most webhooks registered at once; more get 503 and Retry-After")
+	maxWebhooks := fs.Int("max-webhooks", server.DefaultMaxWebhooks, "the most webhooks registered at once; more get 503 and Retry-After, unless a disabled one gives its place")
 	maxStreams := fs.Int("max-streams", grpcserver.DefaultMaxStreams, "the most gRPC Subscribe streams open at once; more get Unavailable and a RetryInfo")
 	natsURL := fs.String("nats", "", "keep the log in NATS JetStream, shared by every server that names the same NATS: its `URL`, such as\n"+
 		"nats://127.0.0.1:4222, or embedded to run a NATS server inside this one (default: in this process's memory)")

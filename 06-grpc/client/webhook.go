@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +47,12 @@ const (
 	// only failed deliveries until the server disables it.
 	unregisterTimeout = 2 * time.Second
 
+	// maxUndeleted bounds the registrations kept to be deleted later. A
+	// receiver leaves one behind per outage of the server; past this many,
+	// the oldest are left to the server, which disables them after its
+	// retries.
+	maxUndeleted = 100
+
 	// answerGrace is how long the receiver, on its way out, lets the
 	// deliveries being handled finish: the one that could not be printed
 	// is answered 500, and a cut connection would tell the sender nothing.
@@ -71,6 +78,14 @@ const (
 // before. When ctx ends it deletes its registration.
 type Webhook struct {
 	cfg Config
+
+	// undeleted holds the ids of registrations the receiver gave up but
+	// could not delete, the server being out of reach: each is deleted
+	// once the server answers again. Left behind, one would fail every
+	// delivery to a receiver that is gone, and hold one of the server's
+	// places, disabled or not, for as long as the server runs.
+	mu        sync.Mutex
+	undeleted []string
 }
 
 var _ Strategy = (*Webhook)(nil)
@@ -122,6 +137,9 @@ func (c *Webhook) Receive(ctx context.Context, s *Session) error {
 	if err != nil {
 		return err
 	}
+	// The server answers again. Before serving: the registrations given
+	// up are gone before the new one delivers.
+	c.deleteUndeleted(ctx)
 	rcv := &webhookReceiver{session: s, secret: secret, failed: make(chan error, 1)}
 	srv := &http.Server{Handler: rcv, ReadHeaderTimeout: deliveryHeaderTimeout, ReadTimeout: deliveryReadTimeout}
 	serving := make(chan struct{})
@@ -239,17 +257,57 @@ func (c *Webhook) register(ctx context.Context, s *Session, hook string) (regist
 
 // unregister deletes the registration, so that the server stops delivering
 // to a receiver that is gone. It is the last thing said, so its outcome is
-// not waited for long, nor reported.
+// not waited for long: a registration the server could not be asked to
+// delete is kept, and deleted when the server answers again.
 func (c *Webhook) unregister(ctx context.Context, id string) {
+	if c.delete(ctx, id) {
+		c.keepUndeleted(id)
+	}
+}
+
+// keepUndeleted keeps ids to be deleted later, and at most maxUndeleted.
+func (c *Webhook) keepUndeleted(ids ...string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.undeleted = append(c.undeleted, ids...)
+	if n := len(c.undeleted); n > maxUndeleted {
+		c.undeleted = slices.Delete(c.undeleted, 0, n-maxUndeleted)
+	}
+}
+
+// deleteUndeleted deletes the registrations unregister could not. It stops
+// at the first that fails again, and keeps it and the rest for next time.
+func (c *Webhook) deleteUndeleted(ctx context.Context) {
+	c.mu.Lock()
+	ids := c.undeleted
+	c.undeleted = nil
+	c.mu.Unlock()
+	for i, id := range ids {
+		if ctx.Err() != nil || c.delete(ctx, id) {
+			c.keepUndeleted(ids[i:]...)
+			return
+		}
+	}
+}
+
+// delete asks the server to delete registration id, for at most
+// unregisterTimeout, and says whether to ask again later: the server could
+// not be reached, or answered 5xx or 429. Any other answer is final: 204,
+// 404 (the server restarted, or it was deleted already), or a refusal
+// that asking again would not change.
+func (c *Webhook) delete(ctx context.Context, id string) (again bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unregisterTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.cfg.Server.JoinPath("webhooks", id).String(), nil)
 	if err != nil {
-		return
+		return false // no request can be made of it, now or later
 	}
-	if resp, err := c.cfg.HTTP.Do(req); err == nil {
-		resp.Body.Close()
+	resp, err := c.cfg.HTTP.Do(req)
+	if err != nil {
+		return true
 	}
+	resp.Body.Close()
+	return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
 }
 
 // webhookReceiver answers deliveries. It serves every path: the signature

@@ -561,6 +561,56 @@ func TestWebhook_RegistersAgainWhenItsRegistrationIsGoneOrDisabled(t *testing.T)
 	}
 }
 
+// outage stands in front of the server as a proxy would while the server
+// is down for a moment: on, it answers every request 503, and tells of each
+// DELETE it refused.
+type outage struct {
+	on      atomic.Bool
+	refused chan string // the path of each DELETE refused
+}
+
+func newOutage() *outage { return &outage{refused: make(chan string, 8)} }
+
+func (o *outage) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !o.on.Load() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method == http.MethodDelete {
+			o.refused <- r.URL.Path
+		}
+		http.Error(w, "down for a moment", http.StatusServiceUnavailable)
+	})
+}
+
+func TestWebhook_DeletesTheRegistrationItGaveUpOnceTheServerAnswersAgain(t *testing.T) {
+	log := newLog(t, 16, "run-1")
+	hooks := newRegistrations()
+	down := newOutage()
+	base := startServer(t, log, func(next http.Handler) http.Handler { return down.wrap(hooks.wrap(next)) })
+	r := receive(t, webhookStrategy(t, base), "webhook", 0)
+	hooks.waitRegistered(t)
+	_, ids, _ := hooks.seen()
+
+	down.on.Store(true) // the next check fails, and so does the DELETE of the registration it gives up
+	require.Equal(t, "/webhooks/"+ids[0], testkit.Receive(t, down.refused, "the client to delete the registration it gave up"))
+	down.on.Store(false)
+	hooks.waitRegistered(t)
+	mustPublish(t, log, "a")
+	require.Equal(t, []string{"1 a"}, r.stdout.WaitForLines(t, 1), "delivered to the new registration")
+
+	// Left behind, the old registration would fail every delivery (its
+	// receiver is gone) and hold one of the server's places, disabled or
+	// not, for as long as the server runs. The receiver deletes it before
+	// it serves the new registration, so once an update is printed the
+	// DELETE has been answered.
+	resp, err := http.Get(base.JoinPath("webhooks", ids[0]).String())
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "the registration given up is deleted once the server answers again")
+}
+
 func TestWebhook_ReturnsWhenTheServerIsDown(t *testing.T) {
 	sender := newFakeSender(t)
 	r := receive(t, webhookStrategy(t, sender.base), "webhook", 0)

@@ -30,8 +30,8 @@ type node struct {
 }
 
 // startCluster starts n servers on one embedded NATS: one log, and one
-// bucket of webhook registrations, leased for lease.
-func startCluster(t *testing.T, n int, lease time.Duration) []node {
+// bucket of webhook registrations, leased for lease; opts configure each.
+func startCluster(t *testing.T, n int, lease time.Duration, opts ...server.Option) []node {
 	t.Helper()
 	ns, err := natsfeed.StartEmbedded(t.TempDir(), "")
 	require.NoError(t, err)
@@ -46,7 +46,7 @@ func startCluster(t *testing.T, n int, lease time.Duration) []node {
 		t.Cleanup(log.Close)
 		registrations, err := natsfeed.NewRegistrations(context.Background(), nc, natsfeed.Config{})
 		require.NoError(t, err)
-		srv, _ := startOn(t, log, server.WithSharedWebhooks(registrations, lease))
+		srv, _ := startOn(t, log, append([]server.Option{server.WithSharedWebhooks(registrations, lease)}, opts...)...)
 		nodes[i] = node{Server: srv, nc: nc}
 	}
 	return nodes
@@ -56,14 +56,20 @@ func startCluster(t *testing.T, n int, lease time.Duration) []node {
 // on another server reaches it through the broker.
 func awaitKnown(tb testing.TB, srv *httptest.Server, id string) {
 	tb.Helper()
+	awaitStatus(tb, srv, id, http.StatusOK)
+}
+
+// awaitStatus waits until srv answers GET /webhooks/{id} with status.
+func awaitStatus(tb testing.TB, srv *httptest.Server, id string, status int) {
+	tb.Helper()
 	deadline := time.Now().Add(testkit.WaitTimeout)
 	for {
 		resp, body := get(tb, srv, http.MethodGet, "/webhooks/"+id, nil)
-		if resp.StatusCode == http.StatusOK {
+		if resp.StatusCode == status {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for the server to know %s; it answers %d %s", testkit.WaitTimeout, id, resp.StatusCode, body)
+			tb.Fatalf("timed out after %v waiting for GET /webhooks/%s to answer %d; it answers %d %s", testkit.WaitTimeout, id, status, resp.StatusCode, body)
 		}
 		time.Sleep(time.Millisecond) // a bounded poll: the broker's news has no hook to wait on
 	}
@@ -162,4 +168,19 @@ func TestSharedWebhooks_ADeleteOnAnyServerEndsTheRegistrationOnAll(t *testing.T)
 		require.False(t, time.Now().After(deadline), "the server it was registered on still has it after %v", testkit.WaitTimeout)
 		time.Sleep(time.Millisecond) // a bounded poll, as awaitKnown
 	}
+}
+
+func TestSharedWebhooks_ADisabledRegistrationThatGivesItsPlaceIsGoneFromEveryServer(t *testing.T) {
+	nodes := startCluster(t, 2, testLease, server.WithMaxWebhooks(1))
+	gone := newReceiver(t, func(http.ResponseWriter, *http.Request) int { return http.StatusGone })
+	old := register(t, nodes[0].Server, gone.URL+"/hook", `0`)
+	testkit.Publish(t, nodes[0].URL, "once") // the 410 disables it
+	waitState(t, nodes[1].Server, old.ID, "disabled, on the other server too", func(r registration) bool { return r.Disabled })
+
+	// At the cap on the other server: the disabled registration gives its
+	// place there, and is deleted from the store, so that no server keeps
+	// counting it.
+	register(t, nodes[1].Server, "http://127.0.0.1:9/new", `0`)
+	awaitStatus(t, nodes[1].Server, old.ID, http.StatusNotFound)
+	awaitStatus(t, nodes[0].Server, old.ID, http.StatusNotFound)
 }

@@ -45,7 +45,7 @@ type webhooks struct {
 	cutNow   context.CancelFunc
 	wg       sync.WaitGroup // one per subscription's delivery loop
 
-	mu   sync.Mutex // guards subs
+	mu   sync.Mutex // guards subs; taken before a subscription's mu, never while one is held
 	subs map[string]*subscription
 
 	registered uint64 // guarded by mu: registrations so far, for their order in the list
@@ -177,19 +177,31 @@ func (h *webhooks) handleRegister() http.Handler {
 			http.Error(w, "server shutting down: registration refused", http.StatusServiceUnavailable)
 			return
 		}
+		var old *subscription // the disabled registration that gives its place
 		if n := len(h.subs); n >= h.cfg.maxWebhooks {
-			h.mu.Unlock()
-			stop()
-			_ = h.forget(r.Context(), sub)
-			w.Header().Set("Retry-After", strconv.Itoa(int(busyRetryAfter/time.Second)))
-			http.Error(w, fmt.Sprintf("server busy: %d webhooks are registered already; retry in %v", n, busyRetryAfter), http.StatusServiceUnavailable)
-			return
+			if old = h.oldestDisabled(); old == nil {
+				h.mu.Unlock()
+				stop()
+				_ = h.forget(r.Context(), sub)
+				w.Header().Set("Retry-After", strconv.Itoa(int(busyRetryAfter/time.Second)))
+				http.Error(w, fmt.Sprintf("server busy: %d webhooks are registered already; retry in %v", n, busyRetryAfter), http.StatusServiceUnavailable)
+				return
+			}
+			delete(h.subs, old.id)
 		}
 		h.registered++
 		sub.seq = h.registered
 		h.subs[sub.id] = sub
 		h.wg.Go(func() { h.deliverTo(ctx, sub, cursor) }) // under mu: shutdown's Wait starts after it
 		h.mu.Unlock()
+		if old != nil {
+			old.stop()
+			// The other servers drop it when they see it go. Should the
+			// delete fail, the record stays, disabled, and the next server
+			// at its cap gives its place in turn: deleting it then. Not
+			// cut short by a client that hangs up: the place is given.
+			_ = h.forget(context.WithoutCancel(r.Context()), old)
+		}
 
 		w.Header().Set("Location", "/webhooks/"+sub.id)
 		writeJSON(w, http.StatusCreated, struct {
@@ -197,6 +209,22 @@ func (h *webhooks) handleRegister() http.Handler {
 			Secret string `json:"secret"`
 		}{sub.snapshot(), sub.secret.Encode()})
 	})
+}
+
+// oldestDisabled returns the disabled registration registered first, or
+// nil; h.mu must be held. A disabled registration delivers nothing more and
+// is kept only so that its owner can read why: at the cap, a receiver that
+// wants updates needs the place more, or registrations whose receivers went
+// away without a word would fill the server for good. (With shared
+// registrations, the order is the one this server learnt them in.)
+func (h *webhooks) oldestDisabled() *subscription {
+	var oldest *subscription
+	for _, sub := range h.subs {
+		if sub.snapshot().Disabled && (oldest == nil || sub.seq < oldest.seq) {
+			oldest = sub
+		}
+	}
+	return oldest
 }
 
 // parseRegistration reads a registration body: exactly one JSON object with

@@ -148,6 +148,32 @@ func TestRegister_PastTheCapAnswers503WithRetryAfter(t *testing.T) {
 	register(t, srv, "http://127.0.0.1:9/c", `0`)
 }
 
+func TestRegister_AtTheCapTheOldestDisabledRegistrationGivesItsPlace(t *testing.T) {
+	srv := startRetrying(t, server.WithMaxWebhooks(3))
+	gone := newReceiver(t, func(http.ResponseWriter, *http.Request) int { return http.StatusGone })
+	first := register(t, srv, gone.URL+"/first", `0`)
+	second := register(t, srv, gone.URL+"/second", `0`)
+	accepts := newReceiver(t, nil)
+	kept := register(t, srv, accepts.URL+"/kept", `0`)
+	testkit.Publish(t, srv.URL, "once") // the 410 disables first and second
+	waitState(t, srv, first.ID, "first disabled", func(s registration) bool { return s.Disabled })
+	waitState(t, srv, second.ID, "second disabled", func(s registration) bool { return s.Disabled })
+
+	// A disabled registration delivers nothing more: kept for its owner to
+	// read why, it must not hold a place that a receiver wanting updates
+	// needs, or receivers that went away without a word fill the server
+	// for good.
+	register(t, srv, accepts.URL+"/new", `0`)
+	resp, body := get(t, srv, http.MethodGet, "/webhooks/"+first.ID, nil)
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode, "the oldest disabled registration made room: %s", body)
+	assert.True(t, state(t, srv, second.ID).Disabled, "the next one is kept while there is no need")
+	assert.False(t, state(t, srv, kept.ID).Disabled)
+
+	register(t, srv, accepts.URL+"/newer", `0`) // in second's place
+	resp, body = get(t, srv, http.MethodPost, "/webhooks", strings.NewReader(`{"url":"`+accepts.URL+`/newest"}`))
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "none disabled is left to make room: %s", body)
+}
+
 func TestListWebhooks_ShowsEveryRegistrationInOrderWithoutItsIDOrSecret(t *testing.T) {
 	srv, _ := start(t, 8)
 	resp, body := get(t, srv, http.MethodGet, "/webhooks", nil)
