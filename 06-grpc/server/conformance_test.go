@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -114,18 +115,34 @@ func logKinds() []logKind {
 			return log
 		}},
 		{"nats", func(tb testing.TB, history int) feed.Store {
-			ns, err := natsfeed.StartEmbedded(tb.TempDir(), "")
-			require.NoError(tb, err)
-			tb.Cleanup(ns.Shutdown)
-			nc, err := ns.Connect()
-			require.NoError(tb, err)
-			tb.Cleanup(nc.Close)
-			log, err := natsfeed.New(context.Background(), nc, natsfeed.Config{History: history, Epoch: "run-1"})
-			require.NoError(tb, err)
-			tb.Cleanup(log.Close)
+			log, _ := openNATSLog(tb, startNATS(tb), natsfeed.Config{History: history, Epoch: "run-1"})
 			return log
 		}},
 	}
+}
+
+// startNATS runs a NATS server with JetStream in the test's process, on a
+// directory of its own, until the test ends.
+func startNATS(tb testing.TB) *natsfeed.Embedded {
+	tb.Helper()
+	ns, err := natsfeed.StartEmbedded(tb.TempDir(), "")
+	require.NoError(tb, err)
+	tb.Cleanup(ns.Shutdown)
+	return ns
+}
+
+// openNATSLog connects to ns and opens a log on it, as a server does; both
+// are closed when the test ends. The connection is the server's: a test
+// closes it to cut that server off the broker.
+func openNATSLog(tb testing.TB, ns *natsfeed.Embedded, cfg natsfeed.Config) (*natsfeed.Log, *nats.Conn) {
+	tb.Helper()
+	nc, err := ns.Connect()
+	require.NoError(tb, err)
+	tb.Cleanup(nc.Close)
+	log, err := natsfeed.New(context.Background(), nc, cfg)
+	require.NoError(tb, err)
+	tb.Cleanup(log.Close)
+	return log, nc
 }
 
 // startOn runs the real handler, reading log, on a real listener.

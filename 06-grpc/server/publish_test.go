@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -49,21 +48,14 @@ func TestPublish_AnswersRequestTimeoutWhenTheBodyStopsArriving(t *testing.T) {
 }
 
 func TestPublish_AnswersServiceUnavailableWhileTheSharedLogCannotBeReached(t *testing.T) {
-	ns, err := natsfeed.StartEmbedded(t.TempDir(), "")
-	require.NoError(t, err)
-	t.Cleanup(ns.Shutdown)
-	nc, err := ns.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	log, err := natsfeed.New(context.Background(), nc, natsfeed.Config{History: 8, Timeout: 100 * time.Millisecond})
-	require.NoError(t, err)
-	t.Cleanup(log.Close)
+	ns := startNATS(t)
+	log, _ := openNATSLog(t, ns, natsfeed.Config{History: 8, Timeout: 100 * time.Millisecond})
 	srv, _ := startOn(t, log)
 	_, addr := startGRPC(t, log)
 	ns.Shutdown()
 
 	resp, body := get(t, srv, http.MethodPost, "/publish", strings.NewReader("lost?"))
-	_, err = dialGRPC(t, addr, nil).Publish(t.Context(), &realtimev1.PublishRequest{Data: "lost?"})
+	_, err := dialGRPC(t, addr, nil).Publish(t.Context(), &realtimev1.PublishRequest{Data: "lost?"})
 
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "worth sending again, unlike a 400")
 	assert.Equal(t, "1", resp.Header.Get("Retry-After"))

@@ -33,17 +33,10 @@ type node struct {
 // bucket of webhook registrations, leased for lease; opts configure each.
 func startCluster(t *testing.T, n int, lease time.Duration, opts ...server.Option) []node {
 	t.Helper()
-	ns, err := natsfeed.StartEmbedded(t.TempDir(), "")
-	require.NoError(t, err)
-	t.Cleanup(ns.Shutdown)
+	ns := startNATS(t)
 	nodes := make([]node, n)
 	for i := range nodes {
-		nc, err := ns.Connect()
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		log, err := natsfeed.New(context.Background(), nc, natsfeed.Config{History: 64, Epoch: "run-1"})
-		require.NoError(t, err)
-		t.Cleanup(log.Close)
+		log, nc := openNATSLog(t, ns, natsfeed.Config{History: 64, Epoch: "run-1"})
 		registrations, err := natsfeed.NewRegistrations(context.Background(), nc, natsfeed.Config{})
 		require.NoError(t, err)
 		srv, _ := startOn(t, log, append([]server.Option{server.WithSharedWebhooks(registrations, lease)}, opts...)...)
